@@ -1,0 +1,37 @@
+"""refoptim: torch.optim without torch.
+
+Every optimizer update rule of PyTorch 2.13, written once against the Python Array API
+standard (NumPy, CuPy, array-api-strict, ...), and proven step by step against PyTorch.
+
+    >>> import refoptim as optim
+    >>> opt = optim.Adam([optim.Parameter(w)], lr=1e-3)   # doctest: +SKIP
+"""
+
+from . import functional
+from .adam import Adam
+from .adamw import AdamW
+from .optimizer import (
+    Optimizer,
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+    required,
+)
+from .parameter import Parameter
+from .sgd import SGD
+
+__version__ = "0.1.0"
+TORCH_VERSION = "2.13.0"
+"""The PyTorch version whose semantics refoptim reproduces and checks against."""
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "Parameter",
+    "TORCH_VERSION",
+    "functional",
+    "register_optimizer_step_post_hook",
+    "register_optimizer_step_pre_hook",
+    "required",
+]

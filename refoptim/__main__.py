@@ -1,0 +1,134 @@
+"""Command line: ``python -m refoptim conformance`` (and more subcommands as they land).
+
+``conformance`` runs the whole configuration matrix against the installed torch, prints
+one row per configuration as it completes (optimizer, configuration, dtype, steps, worst
+one-step error on parameters and on state in ULP, trajectory error, pass/fail), a total
+line, and exits 1 on any failure, 2 when torch is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from . import TORCH_VERSION
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ImportError:
+        print(
+            f"refoptim conformance needs PyTorch {TORCH_VERSION}, which is not installed.\n"
+            f'Install it with:  pip install torch=={TORCH_VERSION}   (or: pip install -e ".[test]")',
+            file=sys.stderr,
+        )
+        return 2
+    from .testing import thresholds
+    from .testing.matrix import DTYPES, configs, optimizer_names
+    from .testing.runner import run_config
+
+    if not torch.__version__.startswith(TORCH_VERSION):
+        print(
+            f"warning: torch {torch.__version__} is installed; refoptim reproduces torch {TORCH_VERSION}",
+            file=sys.stderr,
+        )
+    names = args.optimizer or optimizer_names()
+    unknown = [n for n in names if n not in optimizer_names()]
+    if unknown:
+        print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(optimizer_names())}", file=sys.stderr)
+        return 2
+    todo = configs(names, tuple(args.dtype or DTYPES), steps=args.steps)
+
+    width = max(len(c.label) for c in todo)
+    width = min(width, args.width)
+    header = (
+        f"{'optimizer':<9} {'configuration':<{width}} {'dtype':<9} {'steps':>5} "
+        f"{'param ULP':>9} {'state ULP':>9} {'trajectory':>10}  result"
+    )
+    out = sys.stdout
+    print(f"refoptim conformance against torch {torch.__version__}: {len(todo)} configurations", file=out)
+    print(
+        "one-step thresholds (ULP): "
+        + ", ".join(f"{k} {v:g}" for k, v in thresholds.ONE_STEP_ULP.items())
+        + "; trajectory (relative): "
+        + ", ".join(f"{k} {v:g}" for k, v in thresholds.TRAJECTORY_REL.items()),
+        file=out,
+    )
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    results = []
+    worst: dict[str, Any] = {}
+    start = time.perf_counter()
+    for index, cfg in enumerate(todo, 1):
+        r = run_config(cfg)
+        results.append(r)
+        label = cfg.label if len(cfg.label) <= width else cfg.label[: width - 1] + "…"
+        status = "pass" if r.passed else "FAIL: " + r.reason
+        print(
+            f"{cfg.optimizer:<9} {label:<{width}} {cfg.dtype:<9} {cfg.steps:>5} "
+            f"{r.param_ulp:>9.3g} {r.state_ulp:>9.3g} {r.trajectory:>10.2e}  {status}"
+            f"   [{index}/{len(todo)}]",
+            file=out,
+            flush=True,
+        )
+        figure = max(r.param_ulp, r.state_ulp)
+        if not worst or figure > worst["figure"]:
+            worst = {"figure": figure, "result": r}
+    failed = [r for r in results if not r.passed]
+    elapsed = time.perf_counter() - start
+    print("-" * len(header), file=out)
+    if worst:
+        w = worst["result"]
+        where = w.param_where if w.param_ulp >= w.state_ulp else w.state_where
+        print(
+            f"worst one-step error: {worst['figure']:.3g} ULP ({w.config.optimizer}, {w.config.label}, "
+            f"{w.config.dtype}, {where})",
+            file=out,
+        )
+        traj = max(results, key=lambda r: r.trajectory)
+        print(
+            f"worst trajectory error: {traj.trajectory:.3g} ({traj.config.optimizer}, {traj.config.label}, "
+            f"{traj.config.dtype})",
+            file=out,
+        )
+    print(f"total: {len(results) - len(failed)} passed, {len(failed)} failed ({elapsed:.1f} s)", file=out)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "torch": torch.__version__,
+                    "thresholds": {
+                        "one_step_ulp": thresholds.ONE_STEP_ULP,
+                        "trajectory_rel": thresholds.TRAJECTORY_REL,
+                    },
+                    "results": [r.as_dict() for r in results],
+                },
+                fh,
+                indent=1,
+            )
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m refoptim``."""
+    parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    conf = sub.add_parser("conformance", help="check every configuration against the installed torch")
+    conf.add_argument("--optimizer", action="append", help="only this optimizer (repeatable)")
+    conf.add_argument("--dtype", action="append", choices=["float32", "float64", "complex64"], help="only this dtype (repeatable)")
+    conf.add_argument("--steps", type=int, default=50, help="steps per configuration (default 50)")
+    conf.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    conf.add_argument("--width", type=int, default=70, help="width of the configuration column")
+    args = parser.parse_args(argv)
+    if args.command == "conformance":
+        return _conformance(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

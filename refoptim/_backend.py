@@ -1,0 +1,114 @@
+"""The array-backend layer: namespace resolution and the checks every step relies on.
+
+A step resolves ``xp`` once with array-api-compat's :func:`array_namespace`; rules then
+call only ``xp.*`` functions and array operators. Nothing here branches on a backend's
+identity: everything is decided by dtype and by what the array namespace offers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import device as _device
+
+__all__ = [
+    "array_namespace",
+    "assign",
+    "device_of",
+    "is_array",
+    "is_complex",
+    "is_floating",
+    "namespace_name",
+    "scalar",
+    "typename",
+    "view_as_complex",
+    "view_as_real",
+]
+
+
+def is_array(x: Any) -> bool:
+    """True for any array of an Array API library (NumPy, CuPy, array-api-strict, ...)."""
+    return is_array_api_obj(x)
+
+
+def device_of(x: Any) -> Any:
+    """The device ``x`` lives on, as array-api-compat reports it."""
+    return _device(x)
+
+
+def namespace_name(xp: Any) -> str:
+    """A readable name of an array namespace (``array_api_compat.numpy``, ``array_api_strict``)."""
+    return getattr(xp, "__name__", type(xp).__name__)
+
+
+def is_floating(xp: Any, dtype: Any) -> bool:
+    """True when ``dtype`` is a real or complex floating dtype of ``xp``."""
+    return xp.isdtype(dtype, ("real floating", "complex floating"))
+
+
+def is_complex(xp: Any, x: Any) -> bool:
+    """True when ``x`` has a complex floating dtype (torch's ``torch.is_complex``)."""
+    return xp.isdtype(x.dtype, "complex floating")
+
+
+def numel(x: Any) -> int:
+    """Number of elements of an array (torch's ``numel``)."""
+    return math.prod(x.shape)
+
+
+def scalar(value: Any) -> Any:
+    """A hyper-parameter as a Python scalar: a 1-element array becomes a Python float.
+
+    This is what torch does when a 0-d tensor hyper-parameter meets a kernel as a
+    ``Scalar`` argument (``alpha=``, ``value=``): it is read with ``.item()``, so it keeps
+    the precision of the array's dtype.
+    """
+    if is_array(value):
+        return float(value) if not is_complex(array_namespace(value), value) else complex(value)
+    return value
+
+
+def view_as_real(xp: Any, x: Any) -> Any:
+    """torch's ``view_as_real``: a complex array as real pairs on a new last axis of size 2.
+
+    The Array API has no views between dtypes, so this is a copy; :func:`view_as_complex`
+    turns it back. Rules that view complex parameters as real (Adam, AdamW) convert at the
+    point where torch does and convert back before they return.
+    """
+    return xp.stack([xp.real(x), xp.imag(x)], axis=-1)
+
+
+def view_as_complex(xp: Any, r: Any) -> Any:
+    """The inverse of :func:`view_as_real`: real pairs on the last axis back to complex."""
+    cdtype = xp.complex64 if r.dtype == xp.float32 else xp.complex128
+    re = xp.astype(r[..., 0], cdtype)
+    im = xp.astype(r[..., 1], cdtype)
+    return re + im * xp.asarray(1j, dtype=cdtype)
+
+
+def assign(old: Any, new: Any) -> Any:
+    """Store ``new`` into ``old`` in place where ``old`` is writeable; else return ``new``.
+
+    This is how results reach the caller's arrays: NumPy and CuPy arrays keep their
+    identity (views into a larger buffer stay views), immutable arrays (JAX) are rebound.
+    The caller always keeps what this returns.
+    """
+    if new is old:
+        return old
+    try:
+        old[...] = new
+    except (TypeError, ValueError, AttributeError, NotImplementedError):
+        return new
+    return old
+
+
+def typename(obj: Any) -> str:
+    """The dotted type name of ``obj`` as torch's ``torch.typename`` spells it."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    module = getattr(cls, "__module__", "") or ""
+    qualname = getattr(cls, "__qualname__", cls.__name__)
+    if module in {"", "builtins"}:
+        return qualname
+    return f"{module}.{qualname}"

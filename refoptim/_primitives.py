@@ -1,0 +1,116 @@
+"""torch's pointwise primitives, named after the torch ops the rules call.
+
+A rule reads like torch's single-tensor path: ``exp_avg = lerp_(exp_avg, grad, 1 - beta1)``
+is torch's ``exp_avg.lerp_(grad, 1 - beta1)``. Each helper reproduces how torch's CPU kernel
+rounds, decided here once for every rule:
+
+- ``add_``/``add`` with ``alpha``, ``lerp_`` and ``addcmul_`` are a *fused* multiply-add in
+  torch's vectorised CPU kernels (one rounding). On float32 we evaluate the fused form in
+  float64 and round once to float32, which is the fused result except in the rare case of a
+  double rounding. On float64 no wider type exists in the Array API, so the product and the
+  sum are rounded separately (at most one unit in the last place of the result apart).
+- ``addcdiv_`` is not fused: ``x + (value * t1) / t2``, each operation rounded.
+- A Python scalar meets a float32 array as a float32 value (torch casts the ``Scalar`` to the
+  kernel's type; NumPy 2 does the same under NEP 50).
+- ``scalar / array`` (``reciprocal_scale``) is a reciprocal then a multiply in torch.
+- ``sqrt`` is correctly rounded here. torch's CPU build computes ``sqrt`` of long arrays with
+  MKL's vector math, which is off by one unit in the last place for about one element in
+  six in float32 (one in a hundred in float64); that is a difference we measure and report,
+  not one we can reproduce.
+
+In-place helpers (trailing underscore, like torch) update their first argument where it is
+writeable and return it; on immutable arrays they return a new array. Callers always keep
+what they get back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import array_namespace, assign
+
+__all__ = ["add", "add_", "addcdiv_", "addcmul_", "fma", "lerp_", "maximum_", "mul_", "reciprocal_scale"]
+
+
+def _as_dtype_scalar(xp: Any, value: Any, dtype: Any) -> Any:
+    """A Python scalar rounded to ``dtype``, as torch casts a ``Scalar`` for a kernel."""
+    if dtype == xp.float32:
+        return float(xp.asarray(value, dtype=xp.float32))
+    return value
+
+
+def fma(a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded as torch's fused CPU kernels round it (see the module doc).
+
+    ``b`` and ``c`` are arrays of one dtype, ``a`` an array or a Python scalar already
+    rounded to that dtype.
+    """
+    xp = array_namespace(b)
+    if b.dtype == xp.float32:
+        wide = xp.float64
+        a_w = xp.astype(a, wide) if hasattr(a, "dtype") else a
+        c_w = xp.astype(c, wide) if hasattr(c, "dtype") else c
+        return xp.astype(a_w * xp.astype(b, wide) + c_w, xp.float32)
+    return a * b + c
+
+
+def add(x: Any, other: Any, alpha: float = 1) -> Any:
+    """torch's out-of-place ``x.add(other, alpha=alpha)``: a new array ``x + alpha * other``."""
+    xp = array_namespace(x)
+    if alpha == 1:
+        return x + other
+    return fma(_as_dtype_scalar(xp, alpha, x.dtype), other, x)
+
+
+def add_(x: Any, other: Any, alpha: float = 1) -> Any:
+    """torch's ``x.add_(other, alpha=alpha)`` in place: ``x <- x + alpha * other`` (fused)."""
+    if alpha == 1:
+        x += other
+        return x
+    return assign(x, add(x, other, alpha))
+
+
+def mul_(x: Any, value: Any) -> Any:
+    """torch's ``x.mul_(value)`` in place."""
+    x *= value
+    return x
+
+
+def lerp_(x: Any, end: Any, weight: float) -> Any:
+    """torch's ``x.lerp_(end, weight)`` with a scalar weight, in place.
+
+    torch's kernel: for ``weight < 0.5``, ``fma(weight, end - x, x)``; otherwise
+    ``fma(weight - 1, end - x, end)``, so the result is exact at both ends.
+    """
+    xp = array_namespace(x)
+    w = _as_dtype_scalar(xp, weight, x.dtype)
+    diff = end - x
+    if abs(w) < 0.5:
+        out = fma(w, diff, x)
+    else:
+        out = fma(_as_dtype_scalar(xp, w - 1, x.dtype), diff, end)
+    return assign(x, out)
+
+
+def addcmul_(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
+    """torch's ``x.addcmul_(t1, t2, value=value)`` in place: ``fma(value * t1, t2, x)``."""
+    xp = array_namespace(x)
+    v = _as_dtype_scalar(xp, value, x.dtype)
+    return assign(x, fma(v * t1, t2, x))
+
+
+def addcdiv_(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
+    """torch's ``x.addcdiv_(t1, t2, value=value)`` in place: ``x + (value * t1) / t2``, unfused."""
+    x += (value * t1) / t2
+    return x
+
+
+def maximum_(x: Any, other: Any) -> Any:
+    """torch's ``torch.maximum(x, other, out=x)``."""
+    xp = array_namespace(x)
+    return assign(x, xp.maximum(x, other))
+
+
+def reciprocal_scale(value: float, x: Any) -> Any:
+    """torch's ``value / x`` for a Python scalar and an array: ``value * (1 / x)``."""
+    return value * (1 / x)

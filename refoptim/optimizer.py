@@ -1,0 +1,617 @@
+"""``Optimizer``: torch 2.13's ``torch.optim.Optimizer`` over refoptim ``Parameter`` s.
+
+Parameter groups, per-parameter state, ``state_dict``/``load_state_dict`` in torch's layout,
+``zero_grad``, and every hook torch offers, with torch's checks and messages. Subclasses
+declare defaults and validation and, for the elementwise optimizers, two methods:
+``_init_state(p, group)`` (the lazy state) and ``_update(param, grad, state, group)``
+(call the rule, return the new parameter). The base ``step`` validates every parameter and
+gradient of every group before it changes anything (validate, then mutate).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+import weakref
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
+from copy import deepcopy
+from itertools import chain
+from typing import Any
+
+from ._backend import (
+    array_namespace,
+    assign,
+    device_of,
+    is_array,
+    is_floating,
+    namespace_name,
+    typename,
+)
+from .parameter import Parameter
+
+__all__ = [
+    "Optimizer",
+    "RemovableHandle",
+    "register_optimizer_step_post_hook",
+    "register_optimizer_step_pre_hook",
+    "required",
+]
+
+
+class _RequiredParameter:
+    """Singleton class representing a required parameter for an Optimizer."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+"""Sentinel for a default with no value: a group must then give it (torch's ``required``)."""
+
+
+class RemovableHandle:
+    """A handle that removes the hook it was returned for (torch's ``RemovableHandle``).
+
+    Use ``handle.remove()``, or the handle as a context manager.
+    """
+
+    _next_id = 0
+
+    def __init__(self, hooks_dict: dict) -> None:
+        self.hooks_dict_ref = weakref.ref(hooks_dict)
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        """Remove the hook; removing twice is harmless."""
+        hooks_dict = self.hooks_dict_ref()
+        if hooks_dict is not None and self.id in hooks_dict:
+            del hooks_dict[self.id]
+
+    def __enter__(self) -> "RemovableHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+_global_optimizer_pre_hooks: "OrderedDict[int, Callable]" = OrderedDict()
+_global_optimizer_post_hooks: "OrderedDict[int, Callable]" = OrderedDict()
+
+
+def register_optimizer_step_pre_hook(hook: Callable) -> RemovableHandle:
+    """Register a pre hook common to all optimizers: ``hook(optimizer, args, kwargs)``.
+
+    It may return ``None`` or a tuple ``(new_args, new_kwargs)``. Global pre hooks run
+    before each optimizer's own pre hooks.
+    """
+    handle = RemovableHandle(_global_optimizer_pre_hooks)
+    _global_optimizer_pre_hooks[handle.id] = hook
+    return handle
+
+
+def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
+    """Register a post hook common to all optimizers: ``hook(optimizer, args, kwargs)``.
+
+    Global post hooks run after each optimizer's own post hooks.
+    """
+    handle = RemovableHandle(_global_optimizer_post_hooks)
+    _global_optimizer_post_hooks[handle.id] = hook
+    return handle
+
+
+def _hooked_step(func: Callable) -> Callable:
+    """Wrap a ``step`` with torch's hook protocol (its ``profile_hook_step``)."""
+
+    @functools.wraps(func)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        self = args[0]
+        for pre_hook in chain(_global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(
+                        f"{func} must return None or a tuple of (new_args, new_kwargs), but got {result}."
+                    )
+        out = func(*args, **kwargs)
+        for post_hook in chain(self._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()):
+            post_hook(self, args, kwargs)
+        return out
+
+    step.hooked = True  # type: ignore[attr-defined]
+    return step
+
+
+class Optimizer:
+    r"""Base class for all optimizers, with torch 2.13's behaviour.
+
+    Args:
+        params (iterable): an iterable of :class:`Parameter` s, of ``(name, Parameter)``
+            pairs, or of dicts defining parameter groups (``{"params": [...], "lr": ...}``;
+            options a group leaves out are taken from ``defaults``).
+        defaults (dict): default values of the optimization options.
+
+    Parameters must come in an ordered collection (not a set), every parameter in at most
+    one group, and all parameters of one optimizer share one array namespace and one
+    device, with a real or complex floating dtype.
+
+    ``state`` maps each :class:`Parameter` to its state dict; ``param_groups`` is the list
+    of group dicts, exactly as in torch.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "hooked", False):
+            cls.step = _hooked_step(step)  # type: ignore[method-assign]
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self._optimizer_step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_step_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+
+        if isinstance(params, Parameter) or is_array(params):
+            raise TypeError(
+                "params argument given to the optimizer should be "
+                "an iterable of Parameters or dicts, but got " + typename(params)
+            )
+
+        self.state: defaultdict[Parameter, Any] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+
+        for param_group in param_groups:
+            self.add_param_group(param_group)
+
+    # ------------------------------------------------------------------ pickling, repr
+    def __getstate__(self) -> dict[str, Any]:
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in (
+            "_optimizer_step_pre_hooks",
+            "_optimizer_step_post_hooks",
+            "_optimizer_state_dict_pre_hooks",
+            "_optimizer_state_dict_post_hooks",
+            "_optimizer_load_state_dict_pre_hooks",
+            "_optimizer_load_state_dict_post_hooks",
+        ):
+            if name not in self.__dict__:
+                setattr(self, name, OrderedDict())
+        self.defaults.setdefault("differentiable", False)
+
+    def __repr__(self) -> str:
+        format_string = self.__class__.__name__ + " ("
+        for i, group in enumerate(self.param_groups):
+            format_string += "\n"
+            format_string += f"Parameter Group {i}\n"
+            for key in sorted(group.keys()):
+                if key != "params":
+                    format_string += f"    {key}: {group[key]}\n"
+        format_string += ")"
+        return format_string
+
+    # ------------------------------------------------------------------ parameter groups
+    def _label(self, group_index: int, index: int, p: Parameter, group: dict | None = None) -> str:
+        """How an error names a parameter: its name if it has one, else its position."""
+        group = group if group is not None else self.param_groups[group_index]
+        names = group.get("param_names")
+        name = names[index] if names is not None and index < len(names) else p.name
+        where = f"param_groups[{group_index}]['params'][{index}]"
+        return f"'{name}' ({where})" if name is not None else where
+
+    def _reference(self) -> tuple[Any, Any] | None:
+        """The namespace and device of the optimizer's first parameter."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                return array_namespace(p.data), device_of(p.data)
+        return None
+
+    def _check_param(self, p: Parameter, label: str, reference: tuple[Any, Any] | None) -> None:
+        """A parameter's data: floating dtype, the optimizer's namespace and device."""
+        xp = array_namespace(p.data)
+        if not is_floating(xp, p.data.dtype):
+            raise TypeError(
+                f"parameter {label} has dtype {p.data.dtype}; optimizers only update real or "
+                "complex floating-point parameters"
+            )
+        if reference is not None:
+            ref_xp, ref_device = reference
+            if xp is not ref_xp:
+                raise TypeError(
+                    f"parameter {label} is an array of {namespace_name(xp)} but the optimizer's "
+                    f"parameters are arrays of {namespace_name(ref_xp)}; all parameters of one "
+                    "optimizer must share one array namespace"
+                )
+            if device_of(p.data) != ref_device:
+                raise RuntimeError(
+                    f"parameter {label} is on device {device_of(p.data)} but the optimizer's "
+                    f"parameters are on device {ref_device}; all parameters of one optimizer "
+                    "must share one device"
+                )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group to the optimizer's ``param_groups`` (torch's checks and messages).
+
+        Args:
+            param_group (dict): specifies the Parameters to optimize (``"params"``) and
+                group-specific options; options it leaves out take the defaults.
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+
+        params = param_group["params"]
+        if isinstance(params, Parameter):
+            param_group["params"] = [params]
+        elif isinstance(params, set):
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but "
+                "the ordering of tensors in sets will change between runs. Please use a list instead."
+            )
+        else:
+            param_group["params"] = list(params)
+
+        extracted_params = []
+        extracted_names = []
+        for param in param_group["params"]:
+            if isinstance(param, tuple):
+                extracted_names.append(param[0])
+                extracted_params.append(param[1])
+            else:
+                extracted_params.append(param)
+        param_group["params"] = extracted_params
+        if len(extracted_names) != 0:
+            if len(extracted_names) == len(extracted_params):
+                param_group["param_names"] = extracted_names
+            else:
+                raise ValueError(
+                    "all optimizer params should be with/without names. Some param names are missing"
+                )
+
+        reference = self._reference()
+        for index, param in enumerate(param_group["params"]):
+            if not isinstance(param, Parameter):
+                raise TypeError(
+                    "optimizer can only optimize Parameters, but one of the params is " + typename(param)
+                )
+            label = self._label(len(self.param_groups), index, param, param_group)
+            self._check_param(param, label, reference)
+            if reference is None:
+                reference = (array_namespace(param.data), device_of(param.data))
+
+        for name, default in self.defaults.items():
+            if default is required and name not in param_group:
+                raise ValueError(
+                    f"parameter group didn't specify a value of required optimization parameter {name}"
+                )
+            param_group.setdefault(name, default)
+
+        params = param_group["params"]
+        if len(params) != len({id(p) for p in params}):
+            warnings.warn(
+                "optimizer contains a parameter group with duplicate parameters; "
+                "in future, this will cause an error; "
+                "see github.com/pytorch/pytorch/issues/40967 for more information",
+                stacklevel=3,
+            )
+
+        param_set: set[int] = set()
+        for group in self.param_groups:
+            param_set.update(id(p) for p in group["params"])
+            if ("param_names" in param_group) != ("param_names" in group):
+                current_group_txt = "with names" if "param_names" in param_group else "without names"
+                raise ValueError(
+                    "all optimizer param groups should be with/without names. "
+                    f"cannot add param group {current_group_txt} to the optimizer"
+                )
+
+        if not param_set.isdisjoint(id(p) for p in param_group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+
+        self.param_groups.append(param_group)
+
+    # ------------------------------------------------------------------ gradients
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all optimized Parameters.
+
+        Args:
+            set_to_none (bool): set each ``.grad`` to ``None`` (the default) instead of
+                filling it with zeros. A step skips parameters whose gradient is ``None``
+                but steps with a zero gradient, which are different things (weight decay
+                and momentum still act).
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        xp = array_namespace(p.grad)
+                        p.grad = _zero_(xp, p.grad)
+
+    # ------------------------------------------------------------------ stepping
+    def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Parameter, Any]]]]:
+        """Every group's (parameter, gradient) pairs, each checked before anything changes.
+
+        Checks each parameter that has a gradient: a floating dtype, the optimizer's
+        namespace and device; and its gradient: an array of the same namespace, device,
+        dtype and shape. The first failure raises, naming the parameter.
+        """
+        reference = self._reference()
+        plan = []
+        for gi, group in enumerate(self.param_groups):
+            pairs = []
+            for i, p in enumerate(group["params"]):
+                grad = p.grad
+                if grad is None:
+                    continue
+                label = self._label(gi, i, p)
+                self._check_param(p, label, reference)
+                if not is_array(grad):
+                    raise TypeError(f"gradient of parameter {label} is a {typename(grad)}, not an array")
+                xp = array_namespace(p.data)
+                if array_namespace(grad) is not xp:
+                    raise TypeError(
+                        f"gradient of parameter {label} is an array of {namespace_name(array_namespace(grad))} "
+                        f"but the parameter is an array of {namespace_name(xp)}"
+                    )
+                if device_of(grad) != device_of(p.data):
+                    raise RuntimeError(
+                        f"gradient of parameter {label} is on device {device_of(grad)} "
+                        f"but the parameter is on device {device_of(p.data)}"
+                    )
+                if grad.dtype != p.data.dtype:
+                    raise RuntimeError(
+                        f"gradient of parameter {label} has dtype {grad.dtype} "
+                        f"but the parameter has dtype {p.data.dtype}"
+                    )
+                if tuple(grad.shape) != tuple(p.data.shape):
+                    raise RuntimeError(
+                        f"gradient of parameter {label} has shape {tuple(grad.shape)} "
+                        f"but the parameter has shape {tuple(p.data.shape)}"
+                    )
+                pairs.append((p, grad))
+            plan.append((group, pairs))
+        return plan
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform a single optimization step and return the closure's loss (or ``None``).
+
+        Args:
+            closure (Callable, optional): re-evaluates the model, sets the gradients and
+                returns the loss. It is called first, before any parameter changes.
+
+        Every parameter and gradient is checked first; a bad one raises an error that
+        names it and leaves every parameter and state entry as it was. Parameters whose
+        ``.grad`` is ``None`` are skipped: no state is created and no step is counted.
+        """
+        loss = None
+        if closure is not None:
+            loss = closure()
+        for group, pairs in self._params_with_grad():
+            for p, grad in pairs:
+                state = self.state.get(p)
+                if not state:
+                    state = self._init_state(p, group)
+                p.data = assign(p.data, self._update(p.data, grad, state, group))
+                if state:
+                    self.state[p] = state
+        return loss
+
+    step = _hooked_step(step)
+
+    def _init_state(self, p: Parameter, group: dict[str, Any]) -> dict[str, Any]:
+        """The state a parameter starts with at its first step (empty by default: a
+        parameter whose state stays empty gets no entry in ``state``, as in torch's SGD
+        without momentum)."""
+        return {}
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        """Apply the optimizer's rule to one parameter; return the new parameter array."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ hooks
+    def register_step_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Register ``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)``,
+        called before each ``step``, after the global pre hooks."""
+        handle = RemovableHandle(self._optimizer_step_pre_hooks)
+        self._optimizer_step_pre_hooks[handle.id] = hook
+        return handle
+
+    def register_step_post_hook(self, hook: Callable) -> RemovableHandle:
+        """Register ``hook(optimizer, args, kwargs) -> None``, called after each ``step``,
+        before the global post hooks."""
+        handle = RemovableHandle(self._optimizer_step_post_hooks)
+        self._optimizer_step_post_hooks[handle.id] = hook
+        return handle
+
+    @staticmethod
+    def _register(hooks: "OrderedDict[int, Callable]", hook: Callable, prepend: bool) -> RemovableHandle:
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """Register ``hook(optimizer) -> None``, called before ``state_dict`` builds its dict.
+
+        With ``prepend=True`` it runs before the hooks already registered."""
+        return self._register(self._optimizer_state_dict_pre_hooks, hook, prepend)
+
+    def register_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """Register ``hook(optimizer, state_dict) -> state_dict or None``, called on the dict
+        ``state_dict`` returns; a returned dict replaces it."""
+        return self._register(self._optimizer_state_dict_post_hooks, hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """Register ``hook(optimizer, state_dict) -> state_dict or None``, called on a
+        shallow copy of the dict given to ``load_state_dict`` before it is read."""
+        return self._register(self._optimizer_load_state_dict_pre_hooks, hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> RemovableHandle:
+        """Register ``hook(optimizer) -> None``, called after ``load_state_dict`` has loaded."""
+        return self._register(self._optimizer_load_state_dict_post_hooks, hook, prepend)
+
+    # ------------------------------------------------------------------ state dicts
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state as a dict, in torch's layout.
+
+        * ``state``: per-parameter state keyed by an int id; ids run over the parameters
+          of all groups in order. As in torch, the entries are the optimizer's own state
+          dicts and arrays, not copies: copy them (``copy.deepcopy``) to keep a snapshot
+          while the optimizer goes on.
+        * ``param_groups``: each group's options, with ``params`` as the list of ids and
+          ``param_names`` where the parameters were given names.
+        """
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
+
+        param_mappings: dict[int, int] = {}
+        start_index = 0
+
+        def pack_group(group: dict[str, Any]) -> dict[str, Any]:
+            nonlocal start_index
+            packed = {k: v for k, v in group.items() if k != "params"}
+            param_mappings.update(
+                {id(p): i for i, p in enumerate(group["params"], start_index) if id(p) not in param_mappings}
+            )
+            packed["params"] = [param_mappings[id(p)] for p in group["params"]]
+            start_index += len(packed["params"])
+            return packed
+
+        param_groups = [pack_group(g) for g in self.param_groups]
+        packed_state = {
+            (param_mappings[id(k)] if isinstance(k, Parameter) else k): v for k, v in self.state.items()
+        }
+        state_dict = {"state": packed_state, "param_groups": param_groups}
+
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            hook_result = post_hook(self, state_dict)
+            if hook_result is not None:
+                state_dict = hook_result
+        return state_dict
+
+    @staticmethod
+    def _process_value_according_to_param_policy(
+        param: Parameter, value: Any, param_id: Any, param_groups: list[dict[str, Any]], key: Any = None
+    ) -> Any:
+        """torch's casting rule for a loaded state array.
+
+        ``step`` keeps its dtype; any other array takes the parameter's dtype when the
+        parameter is real floating (complex parameters keep the array's dtype), and always
+        the parameter's namespace and device. The array is copied.
+        """
+        xp = array_namespace(param.data)
+        if key == "step":
+            dtype = None
+        elif xp.isdtype(param.data.dtype, "real floating"):
+            dtype = param.data.dtype
+        else:
+            dtype = None
+        return _to(xp, value, dtype, device_of(param.data))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the optimizer state from a dict made by :meth:`state_dict` (this optimizer's,
+        another refoptim optimizer's, or torch's converted by ``refoptim.testing``).
+
+        Raises ``ValueError`` when the number of groups or of parameters per group differs.
+        State arrays are cast as torch casts them (see
+        :meth:`_process_value_according_to_param_policy`) and copied; options of each
+        group are taken from the dict; ``param_names`` in the dict replace the current ones.
+        """
+        state_dict = state_dict.copy()
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            hook_result = pre_hook(self, state_dict)
+            if hook_result is not None:
+                state_dict = hook_result
+
+        groups = self.param_groups
+        saved_groups = deepcopy(state_dict["param_groups"])
+
+        if len(groups) != len(saved_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        param_lens = (len(g["params"]) for g in groups)
+        saved_lens = (len(g["params"]) for g in saved_groups)
+        if any(p_len != s_len for p_len, s_len in zip(param_lens, saved_lens)):
+            raise ValueError(
+                "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"
+            )
+
+        id_map = dict(
+            zip(
+                chain.from_iterable(g["params"] for g in saved_groups),
+                chain.from_iterable(g["params"] for g in groups),
+            )
+        )
+
+        def _cast(param: Parameter, value: Any, param_id: Any = None, key: Any = None) -> Any:
+            if is_array(value):
+                return Optimizer._process_value_according_to_param_policy(
+                    param, value, param_id, state_dict["param_groups"], key
+                )
+            if isinstance(value, dict):
+                return {k: _cast(param, v, param_id=param_id, key=k) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return type(value)(_cast(param, v, param_id=param_id) for v in value)
+            return value
+
+        state: defaultdict[Any, dict[Any, Any]] = defaultdict(dict)
+        for k, v in state_dict["state"].items():
+            if k in id_map:
+                param = id_map[k]
+                state[param] = _cast(param, v, param_id=k)
+            else:
+                state[k] = v
+
+        def update_group(group: dict[str, Any], new_group: dict[str, Any]) -> dict[str, Any]:
+            new_group["params"] = group["params"]
+            if "param_names" in group and "param_names" not in new_group:
+                new_group["param_names"] = group["param_names"]
+            return new_group
+
+        param_groups = [update_group(g, ng) for g, ng in zip(groups, saved_groups)]
+        self.__setstate__({"state": state, "param_groups": param_groups})
+
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+
+def _zero_(xp: Any, x: Any) -> Any:
+    """``x.zero_()``: zeros in place where writeable, else a new zero array."""
+    return assign(x, xp.zeros_like(x))
+
+
+def _to(xp: Any, value: Any, dtype: Any, device: Any) -> Any:
+    """A copy of ``value`` as an array of ``xp`` on ``device``, cast to ``dtype`` if given."""
+    if array_namespace(value) is not xp:
+        value = xp.asarray(_to_host(value), device=device)
+    out = xp.asarray(value, device=device, copy=True)
+    if dtype is not None and out.dtype != dtype:
+        out = xp.astype(out, dtype)
+    return out
+
+
+def _to_host(value: Any) -> Any:
+    """An array of another namespace in a form any namespace's ``asarray`` accepts."""
+    import numpy as np
+
+    try:
+        return np.asarray(value)
+    except TypeError:
+        # CuPy refuses implicit host copies; it has .get().
+        return value.get()
+

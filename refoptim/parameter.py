@@ -1,0 +1,111 @@
+"""``Parameter``: an array that an optimizer updates, with its gradient beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import array_namespace, device_of, is_array, typename
+
+__all__ = ["Parameter"]
+
+
+class Parameter:
+    """An array to optimize, carrying ``.data`` and ``.grad`` the way a torch tensor does.
+
+    Args:
+        data: an array of any Array API library (NumPy, CuPy, array-api-strict, ...).
+        name: an optional name, used in error messages and shown by ``repr``.
+
+    ``grad`` starts as ``None``. Assigning a gradient checks it against ``data`` with
+    torch's messages (``assigned grad has data of a different size`` / ``type`` /
+    ``located on a different device``); an optimizer step checks again, because ``data``
+    may have been rebound since. Optimizers update ``data`` in place where the array is
+    writeable and rebind it otherwise (immutable arrays), so always read ``p.data`` after
+    a step rather than keeping an old reference.
+
+    Example:
+        >>> import numpy as np
+        >>> import refoptim
+        >>> w = refoptim.Parameter(np.zeros(3), name="w")
+        >>> w.grad = np.ones(3)
+        >>> w
+        Parameter(name='w', shape=(3,), dtype=float64)
+    """
+
+    __slots__ = ("_data", "_grad", "name", "__weakref__")
+
+    def __init__(self, data: Any, name: str | None = None) -> None:
+        if isinstance(data, Parameter):
+            data = data.data
+        if not is_array(data):
+            raise TypeError(
+                f"Parameter data must be an array of an Array API library, but got {typename(data)}"
+            )
+        self._data = data
+        self._grad = None
+        self.name = name
+
+    @property
+    def data(self) -> Any:
+        """The parameter's array."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if not is_array(value):
+            raise TypeError(
+                f"Parameter data must be an array of an Array API library, but got {typename(value)}"
+            )
+        self._data = value
+
+    @property
+    def grad(self) -> Any:
+        """The gradient array, or ``None`` (the parameter is then skipped by a step)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        if value is not None:
+            if not is_array(value):
+                raise TypeError(
+                    f"assigned grad expected to be an array or None but got grad of type {typename(value)}"
+                )
+            if array_namespace(value) is not array_namespace(self._data):
+                raise TypeError(
+                    "assigned grad is an array of a different namespace: "
+                    f"{array_namespace(value).__name__} vs {array_namespace(self._data).__name__}"
+                )
+            if device_of(value) != device_of(self._data):
+                raise RuntimeError("assigned grad has data located on a different device")
+            if value.dtype != self._data.dtype:
+                raise RuntimeError("assigned grad has data of a different type")
+            if tuple(value.shape) != tuple(self._data.shape):
+                raise RuntimeError("assigned grad has data of a different size")
+        self._grad = value
+
+    @property
+    def shape(self) -> tuple:
+        """Shape of ``data``."""
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        """Dtype of ``data``."""
+        return self._data.dtype
+
+    @property
+    def device(self) -> Any:
+        """Device of ``data``."""
+        return device_of(self._data)
+
+    def __repr__(self) -> str:
+        name = f"name={self.name!r}, " if self.name is not None else ""
+        return f"Parameter({name}shape={self.shape}, dtype={self.dtype})"
+
+    def __getstate__(self) -> dict:
+        return {"data": self._data, "grad": self._grad, "name": self.name}
+
+    def __setstate__(self, state: dict) -> None:
+        self._data = state["data"]
+        self._grad = state["grad"]
+        self.name = state["name"]

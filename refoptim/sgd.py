@@ -1,0 +1,176 @@
+r"""SGD: stochastic gradient descent, optionally with momentum (torch 2.13's ``torch.optim.SGD``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import array_namespace, is_array, numel, scalar
+from ._primitives import add, add_, mul_
+from .optimizer import Optimizer
+
+__all__ = ["SGD", "sgd_step"]
+
+_FLAGS_DOC = r"""
+    ``foreach``, ``fused`` and ``differentiable`` pick one of torch's implementations;
+    refoptim accepts them so signatures match (with torch's checks: ``fused`` with
+    ``differentiable`` or with ``foreach=True`` raises ``RuntimeError``) and always
+    computes torch's single-tensor (``foreach=False``) path, whose order of operations is
+    the one it reproduces. torch's ``fused=True`` kernel rounds differently; refoptim does
+    not emulate it.
+"""
+
+
+def sgd_step(
+    param: Any,
+    grad: Any,
+    state: dict[str, Any],
+    *,
+    lr: Any,
+    momentum: float,
+    dampening: float,
+    weight_decay: Any,
+    nesterov: bool,
+    maximize: bool,
+) -> Any:
+    r"""One SGD update of one parameter, in the order of torch's ``_single_tensor_sgd``.
+
+    Returns the new parameter (the same array, updated in place, where it is writeable)
+    and stores ``state["momentum_buffer"]`` when ``momentum != 0``. Works on immutable
+    arrays too: keep what it returns and what it leaves in ``state``.
+
+    .. math::
+        g &\leftarrow -\nabla f(\theta) \text{ if maximize else } \nabla f(\theta) \\
+        g &\leftarrow g + \lambda\,\theta \quad (\lambda \ne 0) \\
+        b &\leftarrow g \text{ at the first step, else } \mu b + (1-\tau) g \quad (\mu \ne 0) \\
+        g &\leftarrow g + \mu b \text{ if nesterov else } b \\
+        \theta &\leftarrow \theta - \gamma g
+
+    Quirk reproduced: the first momentum buffer is a copy of the gradient, so dampening
+    does not act on the first step.
+    """
+    xp = array_namespace(param)
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = add(grad, param, alpha=scalar(weight_decay))
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = xp.asarray(grad, copy=True)
+        else:
+            buf = mul_(buf, momentum)
+            buf = add_(buf, grad, alpha=1 - dampening)
+        state["momentum_buffer"] = buf
+        grad = add(grad, buf, alpha=momentum) if nesterov else buf
+    return add_(param, grad, alpha=-scalar(lr))
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum (``torch.optim.SGD``).
+
+    .. math::
+        \begin{aligned}
+        &\textbf{input}: \gamma \text{ (lr)}, \theta_0 \text{ (params)}, f(\theta)
+            \text{ (objective)}, \lambda \text{ (weight decay)},
+            \mu \text{ (momentum)}, \tau \text{ (dampening)}, \textit{nesterov}, \textit{maximize} \\
+        &\textbf{for } t = 1, 2, \ldots \textbf{ do} \\
+        &\quad g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}),\ \text{negated if } \textit{maximize} \\
+        &\quad \textbf{if } \lambda \ne 0:\ g_t \leftarrow g_t + \lambda \theta_{t-1} \\
+        &\quad \textbf{if } \mu \ne 0: \\
+        &\qquad b_t \leftarrow g_t \text{ if } t = 1 \text{ else } \mu b_{t-1} + (1 - \tau) g_t \\
+        &\qquad g_t \leftarrow g_t + \mu b_t \text{ if } \textit{nesterov} \text{ else } b_t \\
+        &\quad \theta_t \leftarrow \theta_{t-1} - \gamma g_t
+        \end{aligned}
+
+    Args:
+        params (iterable): Parameters, ``(name, Parameter)`` pairs, or parameter-group dicts.
+        lr (float or 0-d array): learning rate (default: 1e-3). A 0-d array is read as
+            torch reads a tensor lr: at its own dtype's precision.
+        momentum (float): momentum factor (default: 0).
+        dampening (float): dampening for momentum (default: 0).
+        weight_decay (float or 0-d array): L2 penalty added to the gradient (default: 0).
+        nesterov (bool): Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        foreach, differentiable, fused: accepted for signature parity (see below).
+
+    State per parameter: ``momentum_buffer`` (same shape and dtype as the parameter),
+    only when ``momentum != 0``; no state at all otherwise.
+
+    Torch quirks reproduced:
+
+    * the first momentum buffer is the gradient itself (copied), so ``dampening`` is
+      skipped on the first step;
+    * with ``nesterov``, the step uses ``g + momentum * b``, computed with one rounding
+      (torch's fused ``add(alpha=)``);
+    * complex parameters are updated in complex arithmetic (SGD does not view them as
+      real pairs).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: Any = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        if is_array(lr) and numel(lr) != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, defaults)
+
+        if fused:
+            if differentiable:
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if foreach:
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", False)
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        return sgd_step(
+            param,
+            grad,
+            state,
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
+
+
+SGD.__doc__ = (SGD.__doc__ or "") + _FLAGS_DOC

@@ -1,0 +1,73 @@
+"""Error metrics between refoptim's arrays and torch's, measured on the host in NumPy.
+
+``ulp_error`` is the one-step figure of the design: the difference between two results of
+one step, in units in the last place (ULP) of the operands' scale, element by element.
+The scale of an element is the largest magnitude among the array before the step, the
+array after it (torch's) and the gradient; so a result that cancels to nearly zero is not
+judged by its own tiny ULP, and a result of normal size is judged by its own.
+Complex arrays are compared as (real, imag) pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_real", "relative_error", "ulp_error"]
+
+
+def as_real(x: Any) -> np.ndarray:
+    """A NumPy array, complex viewed as real pairs on a last axis of size 2."""
+    a = np.asarray(x)
+    if np.iscomplexobj(a):
+        return np.stack([a.real, a.imag], axis=-1)
+    return a
+
+
+def ulp_error(ours: Any, theirs: Any, *operands: Any) -> float:
+    """Worst ``|ours - theirs|`` over all elements, in ULP of each element's scale.
+
+    Args:
+        ours, theirs: the two results (same shape and dtype).
+        operands: arrays whose magnitudes set the scale (the value before the step, the
+            gradient); operands whose shape differs from the result's are ignored.
+
+    NaN against NaN and equal infinities count as agreement; any other disagreement
+    involving a non-finite value is infinite error.
+    """
+    a, b = as_real(ours), as_real(theirs)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    dtype = a.dtype
+    scale = np.abs(b)
+    for op in operands:
+        o = as_real(op)
+        if o.shape == a.shape:
+            scale = np.maximum(scale, np.abs(o).astype(dtype))
+    scale = np.maximum(scale, np.abs(a))
+    both_nan = np.isnan(a) & np.isnan(b)
+    equal = (a == b) | both_nan
+    finite = np.isfinite(a) & np.isfinite(b)
+    if np.any(~equal & ~finite):
+        return float("inf")
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    ulp = np.spacing(scale.astype(dtype)).astype(np.float64)
+    err = np.where(equal, 0.0, diff / ulp)
+    return float(np.max(err))
+
+
+def relative_error(ours: Any, theirs: Any) -> float:
+    """``max|ours - theirs| / max|theirs|`` (absolute when ``theirs`` is all zero)."""
+    a, b = as_real(ours).astype(np.float64), as_real(theirs).astype(np.float64)
+    if a.size == 0:
+        return 0.0
+    if np.array_equal(a, b, equal_nan=True):
+        return 0.0
+    denom = float(np.max(np.abs(b)))
+    diff = float(np.max(np.abs(a - b)))
+    if not np.isfinite(diff):
+        return float("inf")
+    return diff / denom if denom > 0 else diff

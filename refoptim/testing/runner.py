@@ -1,0 +1,220 @@
+"""Run one configuration against torch: the teacher-forced one-step error of the
+parameter and every state entry at every step, the state layout, and the free-running
+trajectory error. Needs torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import thresholds
+from .matrix import SHAPES, Config
+from .metrics import relative_error, ulp_error
+from .torch_adapter import NUMPY_DTYPES, build_refoptim, build_twin, from_torch, initial_values, numpy_state_dict, to_torch
+
+__all__ = ["Result", "run_config"]
+
+
+@dataclass
+class Result:
+    """What one configuration measured, and whether it meets the thresholds."""
+
+    config: Config
+    param_ulp: float = 0.0
+    param_where: str = ""
+    state_ulp: float = 0.0
+    state_where: str = ""
+    trajectory: float = 0.0
+    structure_errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """True when every figure meets its threshold and the state layout matches torch's."""
+        limit = thresholds.one_step_ulp(self.config.dtype)
+        return (
+            not self.structure_errors
+            and self.param_ulp <= limit
+            and self.state_ulp <= limit
+            and self.trajectory <= thresholds.trajectory_rel(self.config.dtype)
+        )
+
+    @property
+    def reason(self) -> str:
+        """Why the configuration fails, or an empty string."""
+        out = list(self.structure_errors)
+        limit = thresholds.one_step_ulp(self.config.dtype)
+        if self.param_ulp > limit:
+            out.append(f"param one-step {self.param_ulp:.3g} ULP > {limit:g} at {self.param_where}")
+        if self.state_ulp > limit:
+            out.append(f"state one-step {self.state_ulp:.3g} ULP > {limit:g} at {self.state_where}")
+        traj_limit = thresholds.trajectory_rel(self.config.dtype)
+        if self.trajectory > traj_limit:
+            out.append(f"trajectory {self.trajectory:.3g} > {traj_limit:g}")
+        return "; ".join(out)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "optimizer": self.config.optimizer,
+            "configuration": self.config.label,
+            "dtype": self.config.dtype,
+            "steps": self.config.steps,
+            "param_ulp": self.param_ulp,
+            "param_where": self.param_where,
+            "state_ulp": self.state_ulp,
+            "state_where": self.state_where,
+            "trajectory": self.trajectory,
+            "passed": self.passed,
+            "reason": self.reason,
+            "seconds": self.seconds,
+        }
+
+
+# ----------------------------------------------------------------------- gradients
+def _has_grad(step: int, index: int) -> bool:
+    """Parameter 2 (the 2-d one) gets no gradient for its first three steps and every
+    seventh step after: its state starts late and its step count lags, as in torch."""
+    return not (index == 2 and (step < 3 or step % 7 == 0))
+
+
+class _Gradients:
+    """The gradient source of a configuration; both sides evaluate it with NumPy."""
+
+    def __init__(self, cfg: Config, values: list[np.ndarray]) -> None:
+        self.cfg = cfg
+        dtype = NUMPY_DTYPES[cfg.dtype]
+        rng = np.random.default_rng(cfg.seed + 1)
+        complex_ = np.dtype(dtype).kind == "c"
+
+        def normal(shape: tuple) -> np.ndarray:
+            x = rng.standard_normal(shape)
+            if complex_:
+                x = x + 1j * rng.standard_normal(shape)
+            return np.asarray(x, dtype=dtype)
+
+        shapes = [v.shape for v in values]
+        if cfg.objective == "fixed":
+            # Per-parameter scales from 1e-3 to 10, so small and large gradients both occur.
+            scales = [10.0 ** rng.uniform(-3, 1) for _ in shapes]
+            self.sequence = [[normal(s) * dtype(c) for s, c in zip(shapes, scales)] for _ in range(cfg.steps)]
+        elif cfg.objective == "quadratic":
+            # f = sum a/2 |x - c|^2 with curvatures a from 0.1 to 10 (ill-conditioned).
+            self.curvature = [np.asarray(10.0 ** rng.uniform(-1, 1, s), dtype=dtype) for s in shapes]
+            self.center = [normal(s) for s in shapes]
+
+    def __call__(self, step: int, params: list[np.ndarray]) -> list[np.ndarray | None]:
+        if self.cfg.objective == "fixed":
+            grads = [g.copy() for g in self.sequence[step]]
+        elif self.cfg.objective == "quadratic":
+            grads = [a * (x - c) for a, x, c in zip(self.curvature, params, self.center)]
+        else:
+            grads = [_rosenbrock_grad(x) for x in params]
+        return [g if _has_grad(step, i) else None for i, g in enumerate(grads)]
+
+
+def _rosenbrock_grad(x: np.ndarray) -> np.ndarray:
+    """Gradient of sum_i 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2 over the flattened array."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    g = np.zeros_like(flat)
+    if flat.size >= 2:
+        xi, xn = flat[:-1], flat[1:]
+        t = xn - xi * xi
+        g[:-1] += -400 * xi * t - 2 * (1 - xi)
+        g[1:] += 200 * t
+    elif flat.size == 1:
+        g += 2 * (flat - 1)
+    return g.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------- comparison
+def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """State keys, dtypes and shapes must be torch's."""
+    errors = []
+    if set(ours) != set(theirs):
+        errors.append(f"{where}: state keys {sorted(ours)} != torch's {sorted(theirs)}")
+        return errors
+    for key, t in theirs.items():
+        o = ours[key]
+        if isinstance(t, torch.Tensor):
+            o_np = np.asarray(o)
+            if o_np.dtype != from_torch(t).dtype or o_np.shape != tuple(t.shape):
+                errors.append(
+                    f"{where}: state[{key!r}] is {o_np.dtype}{list(o_np.shape)}, "
+                    f"torch's {from_torch(t).dtype}{list(t.shape)}"
+                )
+    return errors
+
+
+def run_config(cfg: Config) -> Result:
+    """Run one configuration: torch twin, teacher-forced refoptim, free-running refoptim."""
+    start = time.perf_counter()
+    result = Result(cfg)
+    values = initial_values(cfg)
+    twin = build_twin(cfg, values)
+    forced = build_refoptim(cfg, values)
+    free = build_refoptim(cfg, values)
+    gradients = _Gradients(cfg, values)
+    # state_dict ids run over the groups in order; the i-th parameter's id:
+    state_id = {id(p): k for k, p in enumerate(p for g in twin.optimizer.param_groups for p in g["params"])}
+    state_id = [state_id[id(p)] for p in twin.params]
+
+    for step in range(cfg.steps):
+        t_before = [from_torch(p) for p in twin.params]
+        t_state_before = numpy_state_dict(twin.optimizer.state_dict())
+        grads = gradients(step, t_before)
+
+        # Teacher forcing: refoptim starts this step from torch's parameters and state.
+        for p, value in zip(forced.params, t_before):
+            p.data[...] = value
+        forced.optimizer.load_state_dict(t_state_before)
+
+        for tp, fp, g in zip(twin.params, forced.params, grads):
+            tp.grad = None if g is None else to_torch(g)
+            fp.grad = None if g is None else g.copy()
+        twin.optimizer.step()
+        forced.optimizer.step()
+
+        t_state = twin.optimizer.state_dict()["state"]
+        r_state = forced.optimizer.state_dict()["state"]
+        for i, (tp, fp, g) in enumerate(zip(twin.params, forced.params, grads)):
+            operands = [t_before[i]] + ([g] if g is not None else [])
+            err = ulp_error(np.asarray(fp.data), from_torch(tp), *operands)
+            if err > result.param_ulp:
+                result.param_ulp, result.param_where = err, f"step {step + 1}, param {SHAPES[i]}"
+            t_entry = t_state.get(state_id[i], {})
+            r_entry = r_state.get(state_id[i], {})
+            if step == 0 or step == cfg.steps - 1:
+                result.structure_errors += _layout_errors(f"step {step + 1}, param {SHAPES[i]}", r_entry, t_entry)
+            before_entry = t_state_before["state"].get(state_id[i], {})
+            for key, t_val in t_entry.items():
+                if not isinstance(t_val, torch.Tensor) or key not in r_entry:
+                    continue
+                ops = [before_entry[key]] if key in before_entry else []
+                if g is not None:
+                    ops.append(g)
+                err = ulp_error(np.asarray(r_entry[key]), from_torch(t_val), *ops)
+                if err > result.state_ulp:
+                    result.state_ulp, result.state_where = err, f"step {step + 1}, param {SHAPES[i]}, {key}"
+
+        # Free running: refoptim on its own parameters and gradients.
+        f_grads = gradients(step, [np.asarray(p.data) for p in free.params])
+        for fp, g in zip(free.params, f_grads):
+            fp.grad = None if g is None else g
+        free.optimizer.step()
+
+    result.trajectory = max(
+        relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
+    )
+    t_groups = twin.optimizer.state_dict()["param_groups"]
+    r_groups = free.optimizer.state_dict()["param_groups"]
+    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
+        if set(tg) != set(rg):
+            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    result.seconds = time.perf_counter() - start
+    return result

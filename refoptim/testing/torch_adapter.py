@@ -1,0 +1,151 @@
+"""The torch side of conformance: build the torch twin of a configuration from the same
+seed, and convert parameters and state between torch and NumPy in both directions.
+
+Importing this module imports torch (``pip install torch==2.13.0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+import refoptim
+
+from .matrix import SHAPES, Config
+
+__all__ = [
+    "NUMPY_DTYPES",
+    "Twin",
+    "build_twin",
+    "from_torch",
+    "numpy_state_dict",
+    "to_torch",
+    "torch_options",
+]
+
+NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "complex64": np.complex64}
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64}
+
+
+def to_torch(a: Any) -> torch.Tensor:
+    """A NumPy array (or scalar) as a new torch tensor of the same dtype and values."""
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+def from_torch(t: torch.Tensor) -> np.ndarray:
+    """A torch tensor as a new NumPy array of the same dtype and values."""
+    return np.array(t.detach().cpu().resolve_conj().numpy(), copy=True)
+
+
+def _convert(value: Any) -> Any:
+    """Tensors to NumPy arrays, recursively through dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return from_torch(value)
+    if isinstance(value, dict):
+        return {k: _convert(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_convert(v) for v in value)
+    return value
+
+
+def numpy_state_dict(torch_state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A torch optimizer's ``state_dict()`` with every tensor as a NumPy array: loadable by
+    the refoptim optimizer of the same class with ``load_state_dict``."""
+    return _convert(torch_state_dict)
+
+
+def torch_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Constructor options with 0-d NumPy arrays (a tensor ``lr``) as torch tensors."""
+    out = {}
+    for k, v in options.items():
+        if isinstance(v, np.ndarray):
+            out[k] = to_torch(v)
+        elif isinstance(v, tuple):
+            out[k] = tuple(to_torch(x) if isinstance(x, np.ndarray) else x for x in v)
+        else:
+            out[k] = v
+    return out
+
+
+def initial_values(cfg: Config) -> list[np.ndarray]:
+    """The initial parameter values of a configuration, from its seed."""
+    rng = np.random.default_rng(cfg.seed)
+    dtype = NUMPY_DTYPES[cfg.dtype]
+    out = []
+    for shape in SHAPES:
+        shape = (3, 4) if shape == "view" else shape
+        x = rng.standard_normal(shape)
+        if cfg.objective == "rosenbrock":
+            x = 0.5 + 0.25 * x
+        if np.dtype(dtype).kind == "c":
+            x = x + 1j * rng.standard_normal(shape)
+        out.append(np.asarray(x, dtype=dtype))
+    return out
+
+
+class Twin:
+    """Parameters and an optimizer of one configuration on one side (refoptim or torch)."""
+
+    def __init__(self, params: list[Any], optimizer: Any) -> None:
+        self.params = params
+        self.optimizer = optimizer
+
+
+def _groups(cfg: Config, params: list[Any]) -> list[Any]:
+    """The params argument: a plain list, or groups taking parameters round-robin."""
+    if not cfg.groups:
+        return params
+    groups = [{"params": [], **g} for g in cfg.groups]
+    for i, p in enumerate(params):
+        groups[i % len(groups)]["params"].append(p)
+    return groups
+
+
+def _refoptim_class(name: str) -> type:
+    return getattr(refoptim, name)
+
+
+def _torch_class(name: str) -> type:
+    return getattr(torch.optim, name)
+
+
+def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
+    """The refoptim side on NumPy, the view parameter a non-contiguous view."""
+    params = []
+    for shape, value in zip(SHAPES, values):
+        if shape == "view":
+            base = np.zeros((6, 9), dtype=value.dtype)
+            data = base[::2, 1:5]
+            data[...] = value
+        else:
+            data = value.copy()
+        params.append(refoptim.Parameter(data))
+    options = {"foreach": False, **cfg.options}
+    groups = _groups(cfg, params)
+    if cfg.groups:
+        groups = [dict(g) for g in groups]
+    optimizer = _refoptim_class(cfg.optimizer)(groups, **options)
+    return Twin(params, optimizer)
+
+
+def build_twin(cfg: Config, values: list[np.ndarray]) -> Twin:
+    """The torch side (CPU, ``foreach=False``): the same values, the view a view too."""
+    params = []
+    for shape, value in zip(SHAPES, values):
+        if shape == "view":
+            base = torch.zeros((6, 9), dtype=TORCH_DTYPES[cfg.dtype])
+            t = base[::2, 1:5]
+            with torch.no_grad():
+                t.copy_(to_torch(value))
+            t.requires_grad_(True)
+        else:
+            t = to_torch(value).requires_grad_(True)
+        params.append(t)
+    options = {"foreach": False, **torch_options(cfg.options)}
+    groups = _groups(cfg, params)
+    if cfg.groups:
+        groups = [dict(torch_options(g)) for g in groups]
+    optimizer = _torch_class(cfg.optimizer)(groups, **options)
+    return Twin(params, optimizer)
