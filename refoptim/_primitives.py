@@ -7,8 +7,9 @@ rounds, decided here once for every rule:
 - ``add_``/``add`` with ``alpha``, ``lerp_`` and ``addcmul_`` are a *fused* multiply-add in
   torch's vectorised CPU kernels (one rounding). On float32 we evaluate the fused form in
   float64 and round once to float32, which is the fused result except in the rare case of a
-  double rounding. On float64 no wider type exists in the Array API, so the product and the
-  sum are rounded separately (at most one unit in the last place of the result apart).
+  double rounding. On float64 no wider type exists in the Array API; the fused result is
+  rebuilt from error-free transformations (Dekker's product, Knuth's sum), exact but for
+  rare ties.
 - ``addcdiv_`` is not fused: ``x + (value * t1) / t2``, each operation rounded.
 - A Python scalar meets a float32 array as a float32 value (torch casts the ``Scalar`` to the
   kernel's type; NumPy 2 does the same under NEP 50).
@@ -39,11 +40,41 @@ def _as_dtype_scalar(xp: Any, value: Any, dtype: Any) -> Any:
     return value
 
 
+_VELTKAMP = 134217729.0  # 2**27 + 1: splits a float64 into two 26-bit halves
+
+
+def _split(x: Any) -> tuple[Any, Any]:
+    """Veltkamp's split: ``x == hi + lo`` exactly, each half with at most 26 bits."""
+    t = _VELTKAMP * x
+    hi = t - (t - x)
+    return hi, x - hi
+
+
+def _fma_float64(a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` with one rounding, from float64 operations only.
+
+    Dekker's product gives ``a * b == p + e`` exactly, Knuth's sum ``p + c == s + t``
+    exactly; ``s + (t + e)`` is then the correctly rounded result except when ``t + e``
+    itself rounds across a tie, which is rare. Valid while ``|a|``, ``|b|`` stay below
+    about 1e300 (the split overflows beyond).
+    """
+    p = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    s = p + c
+    bb = s - p
+    t = (p - (s - bb)) + (c - bb)
+    return s + (t + e)
+
+
 def fma(a: Any, b: Any, c: Any) -> Any:
-    """``a * b + c`` rounded as torch's fused CPU kernels round it (see the module doc).
+    """``a * b + c`` rounded once, as torch's fused CPU kernels round it.
 
     ``b`` and ``c`` are arrays of one dtype, ``a`` an array or a Python scalar already
-    rounded to that dtype.
+    rounded to that dtype. float32 is evaluated in float64 (the product is exact there)
+    and rounded once; float64 uses :func:`_fma_float64`; complex dtypes are not fused
+    in torch's kernels either, and are computed plainly.
     """
     xp = array_namespace(b)
     if b.dtype == xp.float32:
@@ -51,6 +82,8 @@ def fma(a: Any, b: Any, c: Any) -> Any:
         a_w = xp.astype(a, wide) if hasattr(a, "dtype") else a
         c_w = xp.astype(c, wide) if hasattr(c, "dtype") else c
         return xp.astype(a_w * xp.astype(b, wide) + c_w, xp.float32)
+    if b.dtype == xp.float64:
+        return _fma_float64(a, b, c)
     return a * b + c
 
 
