@@ -1,0 +1,68 @@
+"""refoptim against live torch 2.13: every configuration of the matrix, every step.
+
+Each case runs torch (CPU, ``foreach=False``) beside refoptim on NumPy and asserts, with
+the figures of ``refoptim/testing/thresholds.py``:
+
+- the teacher-forced one-step error of the parameter and of every state entry,
+- the state layout (keys, dtypes, shapes) and ``param_groups`` keys equal to torch's,
+- the free-running trajectory error after all steps.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import refoptim
+from refoptim.testing import thresholds
+from refoptim.testing.matrix import configs
+from refoptim.testing.metrics import ulp_error
+from refoptim.testing.runner import run_config
+from refoptim.testing.torch_adapter import from_torch, numpy_state_dict, to_torch
+
+CONFIGS = configs()
+
+
+def test_torch_is_the_pinned_version():
+    assert torch.__version__.startswith(refoptim.TORCH_VERSION)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
+def test_configuration(cfg):
+    result = run_config(cfg)
+    assert result.passed, result.reason
+    limit = thresholds.one_step_ulp(cfg.dtype)
+    assert result.param_ulp <= limit and result.state_ulp <= limit
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_refoptim_state_dict_loads_into_torch(name):
+    """The other direction: refoptim's state, converted to tensors, continues torch's run."""
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal(6)
+    options = {"lr": 0.01, "momentum": 0.9} if name == "SGD" else {"lr": 0.01, "amsgrad": True}
+    grads = [rng.standard_normal(6) for _ in range(10)]
+
+    p = refoptim.Parameter(x0.copy())
+    ours = getattr(refoptim, name)([p], foreach=False, **options)
+    for g in grads[:5]:
+        p.grad = g.copy()
+        ours.step()
+
+    t = to_torch(p.data).requires_grad_(True)
+    theirs = getattr(torch.optim, name)([t], foreach=False, **options)
+    sd = ours.state_dict()
+    theirs.load_state_dict(
+        {
+            "state": {k: {kk: to_torch(vv) for kk, vv in v.items()} for k, v in sd["state"].items()},
+            "param_groups": sd["param_groups"],
+        }
+    )
+    for g in grads[5:]:
+        p.grad = g.copy()
+        ours.step()
+        t.grad = to_torch(g)
+        theirs.step()
+    limit = thresholds.one_step_ulp("float64")
+    assert ulp_error(p.data, from_torch(t)) <= limit
+    for key, value in numpy_state_dict(theirs.state_dict())["state"][0].items():
+        assert ulp_error(np.asarray(ours.state[p][key]), value) <= limit, key
