@@ -1,0 +1,35 @@
+"""``python -m refoptim conformance``: the table, the total line, the JSON and the exit code."""
+
+import json
+
+from refoptim.__main__ import main
+
+
+def test_conformance_command_prints_table_and_total(tmp_path, capsys):
+    out_json = tmp_path / "conf.json"
+    code = main(["conformance", "--optimizer", "SGD", "--dtype", "float64", "--steps", "5", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert code == 0
+    data = json.loads(out_json.read_text())
+    n = len(data["results"])
+    assert n > 10 and all(r["passed"] for r in data["results"])
+    assert f"total: {n} passed, 0 failed" in text
+    assert "worst one-step error" in text
+    assert f"[{n}/{n}]" in text  # progress on every row
+
+
+def test_conformance_command_rejects_unknown_optimizer(capsys):
+    assert main(["conformance", "--optimizer", "Nope"]) == 2
+    assert "unknown optimizer" in capsys.readouterr().err
+
+
+def test_conformance_command_fails_when_a_case_misses_its_threshold(monkeypatch, capsys):
+    # Demand bit-identity of float32 Adam: torch's MKL sqrt makes some cases miss it.
+    from refoptim.testing import thresholds
+
+    monkeypatch.setitem(thresholds.ONE_STEP_ULP, "float32", 0.0)
+    code = main(["conformance", "--optimizer", "Adam", "--dtype", "float32", "--steps", "50"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL: param one-step" in text
+    assert " failed (" in text and ", 0 failed" not in text
