@@ -1,0 +1,48 @@
+"""Every public name has a docstring; every optimizer's carries its math and its quirks."""
+
+import inspect
+
+import pytest
+
+import refoptim
+import refoptim.functional
+import refoptim.testing.matrix
+import refoptim.testing.metrics
+import refoptim.testing.thresholds
+
+MODULES = [refoptim, refoptim.functional, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
+
+
+def _public(module):
+    for name in getattr(module, "__all__", []):
+        obj = getattr(module, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
+            yield f"{module.__name__}.{name}", obj
+
+
+def _members(cls):
+    for name, member in vars(cls).items():
+        if name.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+            continue
+        yield f"{cls.__qualname__}.{name}", member
+
+
+PUBLIC = dict(item for m in MODULES for item in _public(m))
+for _name, _obj in list(PUBLIC.items()):
+    if inspect.isclass(_obj):
+        PUBLIC.update(_members(_obj))
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_name_has_a_docstring(name):
+    doc = inspect.getdoc(PUBLIC[name])
+    assert doc and doc.strip(), f"{name} has no docstring"
+
+
+@pytest.mark.parametrize("cls", [refoptim.SGD, refoptim.Adam, refoptim.AdamW])
+def test_optimizer_docstring_has_math_and_quirks(cls):
+    doc = cls.__doc__
+    assert ".. math::" in doc
+    assert "quirk" in doc.lower()
+    for flag in ("foreach", "fused", "differentiable"):
+        assert flag in doc
