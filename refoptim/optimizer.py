@@ -175,6 +175,15 @@ class Optimizer:
         for param_group in param_groups:
             self.add_param_group(param_group)
 
+    @staticmethod
+    def _check_fused(fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
+        """torch's checks on ``fused=True``, which refoptim accepts but does not emulate."""
+        if fused:
+            if differentiable:
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if foreach:
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
     # ------------------------------------------------------------------ pickling, repr
     def __getstate__(self) -> dict[str, Any]:
         return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}

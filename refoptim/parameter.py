@@ -37,11 +37,7 @@ class Parameter:
     def __init__(self, data: Any, name: str | None = None) -> None:
         if isinstance(data, Parameter):
             data = data.data
-        if not is_array(data):
-            raise TypeError(
-                f"Parameter data must be an array of an Array API library, but got {typename(data)}"
-            )
-        self._data = data
+        self.data = data
         self._grad = None
         self.name = name
 
