@@ -66,23 +66,53 @@ def scalar(value: Any) -> Any:
     the precision of the array's dtype.
     """
     if is_array(value):
-        return float(value) if not is_complex(array_namespace(value), value) else complex(value)
+        xp = array_namespace(value)
+        value = xp.reshape(value, ())  # torch's _to_scalar squeezes a 1-element tensor
+        return complex(value) if is_complex(xp, value) else float(value)
     return value
+
+
+def _real_dtype(xp: Any, dtype: Any) -> Any:
+    return xp.float32 if dtype == xp.complex64 else xp.float64
 
 
 def view_as_real(xp: Any, x: Any) -> Any:
     """torch's ``view_as_real``: a complex array as real pairs on a new last axis of size 2.
 
-    The Array API has no views between dtypes, so this is a copy; :func:`view_as_complex`
-    turns it back. Rules that view complex parameters as real (Adam, AdamW) convert at the
-    point where torch does and convert back before they return.
+    Where the array type can reinterpret its memory (NumPy's and CuPy's ``.view``), the
+    result is a true view, as in torch: updating it in place updates ``x``, bit for bit,
+    infinities and signed zeros included. The Array API itself has no views between
+    dtypes; elsewhere the result is a copy (``xp.real``/``xp.imag`` stacked) and
+    :func:`view_as_complex` builds the complex array back.
     """
+    view = getattr(x, "view", None)
+    if view is not None:
+        try:
+            out = x[..., None].view(_real_dtype(xp, x.dtype))
+        except (TypeError, ValueError, AttributeError):
+            out = None
+        if out is not None and tuple(out.shape) == tuple(x.shape) + (2,):
+            return out
     return xp.stack([xp.real(x), xp.imag(x)], axis=-1)
 
 
 def view_as_complex(xp: Any, r: Any) -> Any:
-    """The inverse of :func:`view_as_real`: real pairs on the last axis back to complex."""
+    """The inverse of :func:`view_as_real`: real pairs on the last axis back to complex.
+
+    A true view where the array type has ``.view``. Otherwise the complex array is built
+    as ``re + im * 1j`` in complex arithmetic, which is exact for finite parts except
+    that an imaginary ``-0.0`` becomes ``+0.0``, and an infinite imaginary part makes the
+    real part NaN: the Array API offers no exact way to assemble a complex number.
+    """
     cdtype = xp.complex64 if r.dtype == xp.float32 else xp.complex128
+    view = getattr(r, "view", None)
+    if view is not None:
+        try:
+            out = view(cdtype)
+        except (TypeError, ValueError, AttributeError):
+            out = None
+        if out is not None and tuple(out.shape) == tuple(r.shape[:-1]) + (1,):
+            return out[..., 0]
     re = xp.astype(r[..., 0], cdtype)
     im = xp.astype(r[..., 1], cdtype)
     return re + im * xp.asarray(1j, dtype=cdtype)

@@ -204,14 +204,14 @@ class Adam(Optimizer):
                 raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
             if numel(lr) != 1:
                 raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= scalar(lr):
+            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= scalar(betas[0]) < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {scalar(betas[0])}")
+        if not 0.0 <= scalar(betas[1]) < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {scalar(betas[1])}")
         if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if not (

@@ -16,10 +16,10 @@ class Parameter:
         data: an array of any Array API library (NumPy, CuPy, array-api-strict, ...).
         name: an optional name, used in error messages and shown by ``repr``.
 
-    ``grad`` starts as ``None``. Assigning a gradient checks it against ``data`` with
-    torch's messages (``assigned grad has data of a different size`` / ``type`` /
-    ``located on a different device``); an optimizer step checks again, because ``data``
-    may have been rebound since. Optimizers update ``data`` in place where the array is
+    ``grad`` starts as ``None``. Assigning a gradient checks it against ``data`` as torch
+    2.13 does (``RuntimeError: attempting to assign a gradient of size ...``, and likewise
+    for a different dtype or device; ``TypeError`` for something that is not an array);
+    an optimizer step checks again, because ``data`` may have been rebound since. Optimizers update ``data`` in place where the array is
     writeable and rebind it otherwise (immutable arrays), so always read ``p.data`` after
     a step rather than keeping an old reference.
 
@@ -72,11 +72,20 @@ class Parameter:
                     f"{array_namespace(value).__name__} vs {array_namespace(self._data).__name__}"
                 )
             if device_of(value) != device_of(self._data):
-                raise RuntimeError("assigned grad has data located on a different device")
+                raise RuntimeError(
+                    f"attempting to assign a gradient located on device '{device_of(value)}' to a "
+                    f"parameter located on device '{device_of(self._data)}'"
+                )
             if value.dtype != self._data.dtype:
-                raise RuntimeError("assigned grad has data of a different type")
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype '{value.dtype}' to a parameter with "
+                    f"dtype '{self._data.dtype}'. The gradient must match the parameter's dtype"
+                )
             if tuple(value.shape) != tuple(self._data.shape):
-                raise RuntimeError("assigned grad has data of a different size")
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor of size "
+                    f"'{list(self._data.shape)}'. Please ensure that the gradient and the tensor are the same size"
+                )
         self._grad = value
 
     @property

@@ -122,12 +122,12 @@ class SGD(Optimizer):
     ) -> None:
         if is_array(lr) and numel(lr) != 1:
             raise ValueError("Tensor lr must be 1-element")
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        if scalar(lr) < 0.0:
+            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
         if momentum < 0.0:
             raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if scalar(weight_decay) < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {scalar(weight_decay)}")
 
         defaults = {
             "lr": lr,
