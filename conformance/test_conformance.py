@@ -17,7 +17,7 @@ from refoptim.testing import thresholds
 from refoptim.testing.matrix import configs
 from refoptim.testing.metrics import ulp_error
 from refoptim.testing.runner import run_config
-from refoptim.testing.torch_adapter import from_torch, numpy_state_dict, to_torch
+from refoptim.testing.torch_adapter import from_torch, numpy_state_dict, to_torch, torch_state_dict
 
 CONFIGS = configs()
 
@@ -51,12 +51,7 @@ def test_refoptim_state_dict_loads_into_torch(name):
     t = to_torch(p.data).requires_grad_(True)
     theirs = getattr(torch.optim, name)([t], foreach=False, **options)
     sd = ours.state_dict()
-    theirs.load_state_dict(
-        {
-            "state": {k: {kk: to_torch(vv) for kk, vv in v.items()} for k, v in sd["state"].items()},
-            "param_groups": sd["param_groups"],
-        }
-    )
+    theirs.load_state_dict(torch_state_dict(sd))
     for g in grads[5:]:
         p.grad = g.copy()
         ours.step()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import refoptim
+import refoptim._backend
 
 from .matrix import SHAPES, Config
 
@@ -22,6 +23,7 @@ __all__ = [
     "from_torch",
     "numpy_state_dict",
     "to_torch",
+    "torch_state_dict",
     "torch_options",
 ]
 
@@ -54,6 +56,26 @@ def numpy_state_dict(torch_state_dict: dict[str, Any]) -> dict[str, Any]:
     """A torch optimizer's ``state_dict()`` with every tensor as a NumPy array: loadable by
     the refoptim optimizer of the same class with ``load_state_dict``."""
     return _convert(torch_state_dict)
+
+
+def _to_tensors(value: Any) -> Any:
+    """Arrays (any Array API namespace) to torch tensors, recursively."""
+    if refoptim._backend.is_array(value):
+        return to_torch(np.asarray(value))
+    if isinstance(value, dict):
+        return {k: _to_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_tensors(v) for v in value)
+    return value
+
+
+def torch_state_dict(refoptim_state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A refoptim optimizer's ``state_dict()`` with every array as a torch tensor: loadable
+    by the torch optimizer of the same class with ``load_state_dict``."""
+    return {
+        "state": _to_tensors(refoptim_state_dict["state"]),
+        "param_groups": _to_tensors(refoptim_state_dict["param_groups"]),
+    }
 
 
 def torch_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -103,14 +125,6 @@ def _groups(cfg: Config, params: list[Any]) -> list[Any]:
     return groups
 
 
-def _refoptim_class(name: str) -> type:
-    return getattr(refoptim, name)
-
-
-def _torch_class(name: str) -> type:
-    return getattr(torch.optim, name)
-
-
 def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
     """The refoptim side on NumPy, the view parameter a non-contiguous view."""
     params = []
@@ -123,10 +137,7 @@ def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
             data = value.copy()
         params.append(refoptim.Parameter(data))
     options = {"foreach": False, **cfg.options}
-    groups = _groups(cfg, params)
-    if cfg.groups:
-        groups = [dict(g) for g in groups]
-    optimizer = _refoptim_class(cfg.optimizer)(groups, **options)
+    optimizer = getattr(refoptim, cfg.optimizer)(_groups(cfg, params), **options)
     return Twin(params, optimizer)
 
 
@@ -146,6 +157,6 @@ def build_twin(cfg: Config, values: list[np.ndarray]) -> Twin:
     options = {"foreach": False, **torch_options(cfg.options)}
     groups = _groups(cfg, params)
     if cfg.groups:
-        groups = [dict(torch_options(g)) for g in groups]
-    optimizer = _torch_class(cfg.optimizer)(groups, **options)
+        groups = [torch_options(g) for g in groups]
+    optimizer = getattr(torch.optim, cfg.optimizer)(groups, **options)
     return Twin(params, optimizer)
