@@ -16,11 +16,13 @@ from array_api_compat import device as _device
 __all__ = [
     "array_namespace",
     "assign",
+    "back_to_complex",
     "device_of",
     "is_array",
     "is_complex",
     "is_floating",
     "namespace_name",
+    "real_views",
     "scalar",
     "typename",
     "view_as_complex",
@@ -116,6 +118,20 @@ def view_as_complex(xp: Any, r: Any) -> Any:
     re = xp.astype(r[..., 0], cdtype)
     im = xp.astype(r[..., 1], cdtype)
     return re + im * xp.asarray(1j, dtype=cdtype)
+
+
+def real_views(xp: Any, *arrays: Any) -> tuple[Any, ...]:
+    """torch's ``_view_as_real`` over several arrays: each complex one as (real, imag)
+    pairs (:func:`view_as_real`); ``None`` stays ``None``."""
+    return tuple(None if a is None else view_as_real(xp, a) for a in arrays)
+
+
+def back_to_complex(xp: Any, originals: tuple[Any, ...], pairs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """After a rule ran on :func:`real_views`, the results as complex arrays, written into
+    the original arrays where they are writeable (see :func:`assign`)."""
+    return tuple(
+        None if o is None else assign(o, view_as_complex(xp, r)) for o, r in zip(originals, pairs)
+    )
 
 
 def assign(old: Any, new: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, assign, device_of, is_array, is_complex, numel, scalar, view_as_complex, view_as_real
+from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
 from ._primitives import add, addcdiv_, addcmul_, lerp_, maximum_, mul_
 from .optimizer import Optimizer
 
@@ -84,13 +84,9 @@ def adam_step(
     complex_param = is_complex(xp, param)
     if complex_param:
         # torch views complex tensors as (real, imag) pairs from here on.
-        original = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
-        grad, exp_avg, exp_avg_sq = (view_as_real(xp, a) for a in (grad, exp_avg, exp_avg_sq))
-        param_r = view_as_real(xp, param)
-        if amsgrad:
-            max_exp_avg_sq = view_as_real(xp, max_exp_avg_sq)
-    else:
-        param_r = param
+        originals = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+        param, exp_avg, exp_avg_sq, max_exp_avg_sq = real_views(xp, *originals)
+        (grad,) = real_views(xp, grad)
 
     exp_avg = lerp_(exp_avg, grad, 1 - beta1)
     exp_avg_sq = mul_(exp_avg_sq, beta2)
@@ -108,21 +104,17 @@ def adam_step(
     else:
         denom = (xp.sqrt(exp_avg_sq) / bias_correction2_sqrt) + eps
 
-    param_r = addcdiv_(param_r, exp_avg, denom, value=-scalar(step_size))
+    param = addcdiv_(param, exp_avg, denom, value=-scalar(step_size))
 
     if complex_param:
-        param, c_exp_avg, c_exp_avg_sq, c_max = original
-        exp_avg = assign(c_exp_avg, view_as_complex(xp, exp_avg))
-        exp_avg_sq = assign(c_exp_avg_sq, view_as_complex(xp, exp_avg_sq))
-        if amsgrad:
-            max_exp_avg_sq = assign(c_max, view_as_complex(xp, max_exp_avg_sq))
-        param_r = assign(param, view_as_complex(xp, param_r))
-
+        param, exp_avg, exp_avg_sq, max_exp_avg_sq = back_to_complex(
+            xp, originals, (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+        )
     state["exp_avg"] = exp_avg
     state["exp_avg_sq"] = exp_avg_sq
     if amsgrad:
         state["max_exp_avg_sq"] = max_exp_avg_sq
-    return param_r
+    return param
 
 
 class Adam(Optimizer):
