@@ -348,8 +348,8 @@ class Optimizer:
                     if set_to_none:
                         p.grad = None
                     else:
-                        xp = array_namespace(p.grad)
-                        p.grad = _zero_(xp, p.grad)
+                        # torch's grad.zero_(): in place where writeable
+                        p.grad = assign(p.grad, array_namespace(p.grad).zeros_like(p.grad))
 
     # ------------------------------------------------------------------ stepping
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Parameter, Any]]]]:
@@ -597,11 +597,6 @@ class Optimizer:
 
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
-
-
-def _zero_(xp: Any, x: Any) -> Any:
-    """``x.zero_()``: zeros in place where writeable, else a new zero array."""
-    return assign(x, xp.zeros_like(x))
 
 
 def _to(xp: Any, value: Any, dtype: Any, device: Any) -> Any:
