@@ -41,54 +41,32 @@ def from_torch(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().cpu().resolve_conj().numpy(), copy=True)
 
 
-def _convert(value: Any) -> Any:
-    """Tensors to NumPy arrays, recursively through dicts, lists and tuples."""
-    if isinstance(value, torch.Tensor):
-        return from_torch(value)
+def _map_leaves(value: Any, is_leaf: Any, convert: Any) -> Any:
+    """``convert`` applied to every leaf of nested dicts, lists and tuples."""
+    if is_leaf(value):
+        return convert(value)
     if isinstance(value, dict):
-        return {k: _convert(v) for k, v in value.items()}
+        return {k: _map_leaves(v, is_leaf, convert) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_convert(v) for v in value)
+        return type(value)(_map_leaves(v, is_leaf, convert) for v in value)
     return value
 
 
 def numpy_state_dict(torch_state_dict: dict[str, Any]) -> dict[str, Any]:
     """A torch optimizer's ``state_dict()`` with every tensor as a NumPy array: loadable by
     the refoptim optimizer of the same class with ``load_state_dict``."""
-    return _convert(torch_state_dict)
-
-
-def _to_tensors(value: Any) -> Any:
-    """Arrays (any Array API namespace) to torch tensors, recursively."""
-    if refoptim._backend.is_array(value):
-        return to_torch(np.asarray(value))
-    if isinstance(value, dict):
-        return {k: _to_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_tensors(v) for v in value)
-    return value
+    return _map_leaves(torch_state_dict, lambda v: isinstance(v, torch.Tensor), from_torch)
 
 
 def torch_state_dict(refoptim_state_dict: dict[str, Any]) -> dict[str, Any]:
     """A refoptim optimizer's ``state_dict()`` with every array as a torch tensor: loadable
     by the torch optimizer of the same class with ``load_state_dict``."""
-    return {
-        "state": _to_tensors(refoptim_state_dict["state"]),
-        "param_groups": _to_tensors(refoptim_state_dict["param_groups"]),
-    }
+    return _map_leaves(refoptim_state_dict, refoptim._backend.is_array, lambda a: to_torch(np.asarray(a)))
 
 
 def torch_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Constructor options with 0-d NumPy arrays (a tensor ``lr``) as torch tensors."""
-    out = {}
-    for k, v in options.items():
-        if isinstance(v, np.ndarray):
-            out[k] = to_torch(v)
-        elif isinstance(v, tuple):
-            out[k] = tuple(to_torch(x) if isinstance(x, np.ndarray) else x for x in v)
-        else:
-            out[k] = v
-    return out
+    """Constructor options with NumPy arrays (a tensor ``lr``, tensor betas) as torch tensors."""
+    return _map_leaves(options, lambda v: isinstance(v, np.ndarray), to_torch)
 
 
 def initial_values(cfg: Config) -> list[np.ndarray]:
