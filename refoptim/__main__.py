@@ -81,12 +81,20 @@ def _conformance(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.passed]
     elapsed = time.perf_counter() - start
     print("-" * len(header), file=out)
+    print("worst per optimizer and dtype (param ULP / state ULP / trajectory):", file=out)
+    summary: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        row = summary.setdefault((r.config.optimizer, r.config.dtype), [0.0, 0.0, 0.0])
+        row[0], row[1], row[2] = max(row[0], r.param_ulp), max(row[1], r.state_ulp), max(row[2], r.trajectory)
+    for (name, dtype), (p_ulp, s_ulp, traj) in summary.items():
+        print(f"  {name:<9} {dtype:<9} {p_ulp:>5.3g} / {s_ulp:<5.3g} / {traj:.2e}", file=out)
     if worst:
         w = worst["result"]
         where = w.param_where if w.param_ulp >= w.state_ulp else w.state_where
+        where = f", {where}" if where else ""
         print(
             f"worst one-step error: {worst['figure']:.3g} ULP ({w.config.optimizer}, {w.config.label}, "
-            f"{w.config.dtype}, {where})",
+            f"{w.config.dtype}{where})",
             file=out,
         )
         traj = max(results, key=lambda r: r.trajectory)
