@@ -220,7 +220,7 @@ def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPE
         entries += [(o, (), "fixed") for o in crossed()]
         entries.append(({}, tuple(groups), "fixed"))
         entries.append(({}, tuple(groups), "quadratic"))
-        entries += [(o, (), objective) for objective, o in _FEEDBACK[name]]
+        entries += [(o, (), objective) for objective, o in _FEEDBACK.get(name, [])]
         for dtype in dtypes:
             for options, grp, objective in entries:
                 if objective == "rosenbrock" and dtype.startswith("complex"):

@@ -6,6 +6,7 @@ Importing this module imports torch (``pip install torch==2.13.0``).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,15 @@ def _groups(cfg: Config, params: list[Any]) -> list[Any]:
     return groups
 
 
+def refoptim_class(name: str) -> type:
+    """refoptim's optimizer class of a torch.optim name: ``refoptim.<name>``, or found in
+    its own module ``refoptim.<name lowercased>`` before it is exported."""
+    cls = getattr(refoptim, name, None)
+    if cls is None:
+        cls = getattr(importlib.import_module(f"refoptim.{name.lower()}"), name)
+    return cls
+
+
 def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
     """The refoptim side on NumPy, the view parameter a non-contiguous view."""
     params = []
@@ -115,7 +125,7 @@ def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
             data = value.copy()
         params.append(refoptim.Parameter(data))
     options = {"foreach": False, **cfg.options}
-    optimizer = getattr(refoptim, cfg.optimizer)(_groups(cfg, params), **options)
+    optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params), **options)
     return Twin(params, optimizer)
 
 
