@@ -169,10 +169,15 @@ def run_config(cfg: Config) -> Result:
         t_state_before = numpy_state_dict(twin.optimizer.state_dict())
         grads = gradients(step, t_before)
 
-        # Teacher forcing: refoptim starts this step from torch's parameters and state.
-        for p, value in zip(forced.params, t_before):
+        # Teacher forcing: refoptim starts this step from torch's parameters and state,
+        # copied as they are (load_state_dict would cast them, as torch's does).
+        for i, (p, value) in enumerate(zip(forced.params, t_before)):
             p.data[...] = value
-        forced.optimizer.load_state_dict(t_state_before)
+            entry = t_state_before["state"].get(state_id[i])
+            if entry:
+                forced.optimizer.state[p] = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in entry.items()}
+            else:
+                forced.optimizer.state.pop(p, None)
 
         for tp, fp, g in zip(twin.params, forced.params, grads):
             tp.grad = None if g is None else to_torch(g)
