@@ -65,7 +65,9 @@ def _fma_float64(a: Any, b: Any, c: Any) -> Any:
     s = p + c
     bb = s - p
     t = (p - (s - bb)) + (c - bb)
-    return s + (t + e)
+    r = s + (t + e)
+    # An exact zero takes its sign from p + c, as IEEE's fma does (-0.0 * x + -0.0 is -0.0).
+    return array_namespace(r).where(r == 0, p + c, r)
 
 
 def fma(a: Any, b: Any, c: Any) -> Any:

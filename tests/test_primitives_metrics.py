@@ -72,3 +72,12 @@ def test_relative_error():
     assert relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
     assert relative_error(np.array([1.0, 2.2]), np.array([1.0, 2.0])) == pytest.approx(0.1)
     assert relative_error(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_fma_float64_keeps_the_sign_of_an_exact_zero():
+    a = np.array([-0.0, 0.0, 2.0, -0.0])
+    b = np.array([0.01, 0.01, 3.0, -1.0])
+    c = np.array([-0.0, -0.0, -6.0, 0.0])
+    got = fma(a, b, c)
+    np.testing.assert_array_equal(np.signbit(got), [True, False, False, False])
+    np.testing.assert_array_equal(got, 0.0)
