@@ -28,9 +28,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, assign
+from ._backend import array_namespace, assign, device_of
 
-__all__ = ["add", "add_", "addcdiv_", "addcmul_", "fma", "lerp_", "maximum_", "mul_", "reciprocal_scale"]
+__all__ = [
+    "add",
+    "add_",
+    "addcdiv_",
+    "addcmul",
+    "addcmul_",
+    "clamp_",
+    "fma",
+    "lerp_",
+    "masked_fill",
+    "maximum_",
+    "mul_",
+    "reciprocal_scale",
+    "sign",
+]
 
 
 def _as_dtype_scalar(xp: Any, value: Any, dtype: Any) -> Any:
@@ -127,11 +141,15 @@ def lerp_(x: Any, end: Any, weight: float) -> Any:
     return assign(x, out)
 
 
+def addcmul(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
+    """torch's out-of-place ``x.addcmul(t1, t2, value=value)``: ``fma(value * t1, t2, x)``."""
+    xp = array_namespace(x)
+    return fma(_as_dtype_scalar(xp, value, x.dtype) * t1, t2, x)
+
+
 def addcmul_(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
     """torch's ``x.addcmul_(t1, t2, value=value)`` in place: ``fma(value * t1, t2, x)``."""
-    xp = array_namespace(x)
-    v = _as_dtype_scalar(xp, value, x.dtype)
-    return assign(x, fma(v * t1, t2, x))
+    return assign(x, addcmul(x, t1, t2, value))
 
 
 def addcdiv_(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
@@ -149,3 +167,31 @@ def maximum_(x: Any, other: Any) -> Any:
 def reciprocal_scale(value: float, x: Any) -> Any:
     """torch's ``value / x`` for a Python scalar and an array: ``value * (1 / x)``."""
     return value * (1 / x)
+
+
+def sign(x: Any) -> Any:
+    """torch's ``x.sign()`` on a real array: ``(0 < x) - (x < 0)`` in ``x``'s dtype.
+
+    Unlike the Array API's ``sign`` (and NumPy's), torch's gives ``0`` for NaN and
+    ``+0.0`` for ``-0.0``.
+    """
+    xp = array_namespace(x)
+    one = xp.asarray(1, dtype=x.dtype, device=device_of(x))
+    zero = xp.asarray(0, dtype=x.dtype, device=device_of(x))
+    return xp.where(x > 0, one, zero) - xp.where(x < 0, one, zero)
+
+
+def masked_fill(x: Any, mask: Any, value: float) -> Any:
+    """torch's ``x.masked_fill(mask, value)`` (``x[mask] = value`` on a copy) with a Python
+    scalar: ``value`` is cast to ``x``'s dtype first, as torch casts it."""
+    xp = array_namespace(x)
+    return xp.where(mask, xp.asarray(value, dtype=x.dtype, device=device_of(x)), x)
+
+
+def clamp_(x: Any, min: float, max: float) -> Any:
+    """torch's ``x.clamp_(min, max)`` with Python scalars, in place: ``min(max(x, lo), hi)``
+    in ``x``'s dtype, so ``hi`` wins when ``lo > hi``, and NaN stays NaN."""
+    xp = array_namespace(x)
+    lo = xp.asarray(min, dtype=x.dtype, device=device_of(x))
+    hi = xp.asarray(max, dtype=x.dtype, device=device_of(x))
+    return assign(x, xp.minimum(xp.maximum(x, lo), hi))
