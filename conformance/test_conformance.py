@@ -26,8 +26,15 @@ def test_torch_is_the_pinned_version():
     assert torch.__version__.startswith(refoptim.TORCH_VERSION)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
+def _case(cfg):
+    known = thresholds.KNOWN_DEVIATIONS.get(cfg.id)
+    marks = [pytest.mark.xfail(strict=True, reason=known)] if known else []
+    return pytest.param(cfg, id=cfg.id, marks=marks)
+
+
+@pytest.mark.parametrize("cfg", [_case(c) for c in CONFIGS])
 def test_configuration(cfg):
+    """Every threshold met; a listed known deviation must still miss (strict xfail)."""
     result = run_config(cfg)
     assert result.passed, result.reason
     limit = thresholds.one_step_ulp(cfg.dtype)

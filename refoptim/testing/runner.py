@@ -45,6 +45,19 @@ class Result:
         )
 
     @property
+    def known(self) -> str | None:
+        """The recorded reason when this configuration is a known deviation, else None."""
+        return thresholds.KNOWN_DEVIATIONS.get(self.config.id)
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``known`` (a listed deviation that misses as recorded), ``fail``, or
+        ``unexpected-pass`` (a listed deviation that now passes: remove it from the list)."""
+        if self.known is None:
+            return "pass" if self.passed else "fail"
+        return "unexpected-pass" if self.passed else "known"
+
+    @property
     def reason(self) -> str:
         """Why the configuration fails, or an empty string."""
         out = list(self.structure_errors)
@@ -71,7 +84,9 @@ class Result:
             "state_where": self.state_where,
             "trajectory": self.trajectory,
             "passed": self.passed,
+            "status": self.status,
             "reason": self.reason,
+            "known_reason": self.known,
             "seconds": self.seconds,
         }
 
