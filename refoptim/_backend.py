@@ -24,6 +24,7 @@ __all__ = [
     "namespace_name",
     "real_views",
     "scalar",
+    "to_scalar",
     "typename",
     "view_as_complex",
     "view_as_real",
@@ -71,6 +72,14 @@ def scalar(value: Any) -> Any:
         xp = array_namespace(value)
         value = xp.reshape(value, ())  # torch's _to_scalar squeezes a 1-element tensor
         return complex(value) if is_complex(xp, value) else float(value)
+    return value
+
+
+def to_scalar(value: Any) -> Any:
+    """torch's ``_to_scalar``: a 1-element array hyper-parameter squeezed to 0-d (it stays
+    an array, so arithmetic with it keeps the array's dtype); a Python number as it is."""
+    if is_array(value) and len(value.shape) != 0:
+        return array_namespace(value).reshape(value, ())
     return value
 
 

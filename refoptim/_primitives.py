@@ -14,10 +14,11 @@ rounds, decided here once for every rule:
 - A Python scalar meets a float32 array as a float32 value (torch casts the ``Scalar`` to the
   kernel's type; NumPy 2 does the same under NEP 50).
 - ``scalar / array`` (``reciprocal_scale``) is a reciprocal then a multiply in torch.
-- ``sqrt`` is correctly rounded here. torch's CPU build computes ``sqrt`` of long arrays with
-  MKL's vector math, which is off by one unit in the last place for about one element in
-  six in float32 (one in a hundred in float64); that is a difference we measure and report,
-  not one we can reproduce.
+- ``sqrt`` is correctly rounded here. torch's CPU build computes ``sqrt`` with MKL's
+  vector math (0-d tensors included), which is off by one unit in the last place for
+  about one element in six in float32 (one in a hundred in float64); that is a
+  difference we measure and report, not one we can reproduce.
+- ``pow`` with a Python exponent follows torch's special cases (see :func:`pow`).
 
 In-place helpers (trailing underscore, like torch) update their first argument where it is
 writeable and return it; on immutable arrays they return a new array. Callers always keep
@@ -42,6 +43,7 @@ __all__ = [
     "masked_fill",
     "maximum_",
     "mul_",
+    "pow",
     "reciprocal_scale",
     "sign",
 ]
@@ -195,3 +197,39 @@ def clamp_(x: Any, min: float, max: float) -> Any:
     lo = xp.asarray(min, dtype=x.dtype, device=device_of(x))
     hi = xp.asarray(max, dtype=x.dtype, device=device_of(x))
     return assign(x, xp.minimum(xp.maximum(x, lo), hi))
+
+
+def pow(base: Any, exponent: float) -> Any:
+    """torch's ``base.pow(exponent)`` (``base ** exponent``) for a real floating array
+    ``base`` and a Python float ``exponent``, rounded as torch's CPU kernel rounds it.
+
+    torch special-cases some exponents: 0 (ones), 1 (a copy), 0.5 (its ``sqrt``),
+    -0.5 (``1 / sqrt``), -1 (``1 / x``), 2 (``x * x``), 3 (``x * x * x``) and -2
+    (``1 / (x * x)``), each rounded per operation; any other exponent is ``std::pow``
+    with a double exponent, which for float32 is the double-precision power rounded once
+    to float32. NumPy's float32 ``**`` differs from it by a unit on some inputs (from
+    about one in a thousand to one in ten, depending on the exponent). torch's ``sqrt``
+    (MKL) is not correctly rounded and ours is, so the exponent 0.5 can still differ by
+    one unit.
+    """
+    xp = array_namespace(base)
+    base = xp.asarray(base)
+    if exponent == 0:
+        return xp.ones_like(base)
+    if exponent == 1:
+        return xp.asarray(base, copy=True)
+    if exponent == 0.5:
+        return xp.sqrt(base)
+    if exponent == -0.5:
+        return 1 / xp.sqrt(base)
+    if exponent == -1:
+        return 1 / base
+    if exponent == 2:
+        return base * base
+    if exponent == 3:
+        return base * base * base
+    if exponent == -2:
+        return 1 / (base * base)
+    if base.dtype == xp.float32:
+        return xp.astype(xp.astype(base, xp.float64) ** exponent, xp.float32)
+    return base ** exponent

@@ -1,0 +1,244 @@
+r"""Adagrad (torch 2.13's ``torch.optim.Adagrad``): per-coordinate steps scaled by the
+root of the summed squared gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import (
+    to_scalar,
+    array_namespace,
+    back_to_complex,
+    device_of,
+    is_array,
+    is_complex,
+    numel,
+    real_views,
+    scalar,
+)
+from ._primitives import add, addcdiv_, addcmul_
+from .optimizer import Optimizer
+
+__all__ = ["Adagrad", "adagrad_init", "adagrad_step"]
+
+_FLAGS_DOC = r"""
+    ``foreach``, ``fused`` and ``differentiable`` pick one of torch's implementations;
+    refoptim accepts them so signatures match, applies torch's checks on them (``fused``
+    with ``differentiable`` or with ``foreach=True`` raises ``RuntimeError``, after the
+    parameters are read), and always computes torch's single-tensor (``foreach=False``)
+    path. torch's ``fused`` kernel rounds differently (and refuses complex parameters);
+    refoptim does not emulate it, and ``step`` stays a 0-d float32 array.
+"""
+
+
+def adagrad_init(param: Any, initial_accumulator_value: float = 0) -> dict[str, Any]:
+    """The state Adagrad gives a parameter: ``step`` (0-d float32 zero) and ``sum``, the
+    parameter's shape and dtype filled with ``initial_accumulator_value`` (``v + vj`` for
+    a complex parameter, as torch's ``full_like(p, complex(v, v))``)."""
+    xp = array_namespace(param)
+    value = initial_accumulator_value
+    if is_complex(xp, param):
+        value = complex(value, value)
+    return {
+        "step": xp.zeros((), dtype=xp.float32, device=device_of(param)),
+        "sum": xp.full_like(param, value),
+    }
+
+
+def adagrad_step(
+    param: Any,
+    grad: Any,
+    state: dict[str, Any],
+    *,
+    lr: Any,
+    weight_decay: float,
+    lr_decay: float,
+    eps: float,
+    maximize: bool,
+) -> Any:
+    r"""One Adagrad update of one parameter, in the order of torch's ``_single_tensor_adagrad``.
+
+    ``state`` holds ``step`` and ``sum`` as :func:`adagrad_init` makes them; the new
+    values are stored back into it. Returns the new parameter. Works on immutable arrays:
+    keep what it returns.
+
+    .. math::
+        t &\leftarrow t + 1 \\
+        g &\leftarrow -g \text{ if maximize} \\
+        g &\leftarrow g + \lambda\theta \quad (\lambda \ne 0) \\
+        \tilde\gamma &\leftarrow \gamma / (1 + (t - 1)\eta) \\
+        s &\leftarrow s + g^2 \\
+        \theta &\leftarrow \theta - \tilde\gamma\, \frac{g}{\sqrt{s} + \epsilon}
+    """
+    xp = array_namespace(param)
+    lr = to_scalar(lr)
+    step_t = state["step"]
+    step_t += 1
+    state["step"] = step_t
+    step = float(step_t)
+    if maximize:
+        grad = -grad
+
+    if weight_decay != 0:
+        grad = add(grad, param, alpha=weight_decay)
+
+    # A 0-d array lr stays an array here, as in torch: clr is then computed in its dtype.
+    clr = lr / (1 + (step - 1) * lr_decay)
+
+    state_sum = state["sum"]
+    complex_param = is_complex(xp, param)
+    if complex_param:
+        originals = (param, state_sum)
+        param, state_sum = real_views(xp, *originals)
+        (grad,) = real_views(xp, grad)
+    state_sum = addcmul_(state_sum, grad, grad, value=1)
+    std = xp.sqrt(state_sum) + eps
+    param = addcdiv_(param, grad, std, value=-scalar(clr))
+    if complex_param:
+        param, state_sum = back_to_complex(xp, originals, (param, state_sum))
+    state["sum"] = state_sum
+    return param
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (``torch.optim.Adagrad``).
+
+    .. math::
+        \begin{aligned}
+        &\textbf{input}: \gamma \text{ (lr)}, \theta_0 \text{ (params)}, f(\theta)
+            \text{ (objective)}, \lambda \text{ (weight decay)},
+            \tau \text{ (initial accumulator value)}, \eta \text{ (lr decay)},
+            \epsilon, \textit{maximize} \\
+        &\textbf{initialize}: s_0 \leftarrow \tau \\
+        &\textbf{for } t = 1, 2, \ldots \textbf{ do} \\
+        &\quad g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}),\ \text{negated if } \textit{maximize} \\
+        &\quad \tilde\gamma \leftarrow \gamma / (1 + (t - 1)\eta) \\
+        &\quad \textbf{if } \lambda \ne 0:\ g_t \leftarrow g_t + \lambda\theta_{t-1} \\
+        &\quad s_t \leftarrow s_{t-1} + g_t^2 \\
+        &\quad \theta_t \leftarrow \theta_{t-1} - \tilde\gamma \frac{g_t}{\sqrt{s_t} + \epsilon}
+        \end{aligned}
+
+    Args:
+        params (iterable): Parameters, ``(name, Parameter)`` pairs, or parameter-group dicts.
+        lr (float or 0-d array): learning rate (default: 1e-2). A 0-d array is kept as an
+            array, as torch keeps a tensor lr: ``lr / (1 + (t - 1) * lr_decay)`` is then
+            computed in the array's dtype (float32 for ``torch.tensor(0.01)``).
+        lr_decay (float): learning rate decay (default: 0).
+        weight_decay (float): L2 penalty added to the gradient (default: 0).
+        initial_accumulator_value (float): initial value of the sum of squared gradients
+            (default: 0); see the quirks below for how torch reads it.
+        eps (float): term added to the denominator (default: 1e-10).
+        foreach (bool, optional): accepted for signature parity (see below).
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        differentiable, fused: accepted for signature parity (see below).
+
+    State per parameter: ``step`` (0-d float32 array) and ``sum`` (the parameter's shape
+    and dtype).
+
+    Torch quirks reproduced:
+
+    * the state is created in the constructor, for every parameter of every group, not at
+      the first step: ``optimizer.state`` and ``state_dict()["state"]`` list every
+      parameter right after construction, also those that never get a gradient;
+    * ``initial_accumulator_value`` is read from the constructor argument only: a
+      per-group ``initial_accumulator_value`` is stored in the group but ignored, and a
+      parameter added later with ``add_param_group`` gets its state at its first step,
+      filled with ``defaults["initial_accumulator_value"]``;
+    * a complex parameter's ``sum`` starts at ``v + vj`` (torch's
+      ``full_like(p, complex(v, v))``); weight decay acts in complex arithmetic, then the
+      parameter, gradient and ``sum`` are viewed as (real, imag) pairs, so ``sum``
+      accumulates :math:`\Re(g)^2` and :math:`\Im(g)^2` separately, not :math:`|g|^2`;
+    * the lr decay uses ``t - 1``: the first step takes the full lr;
+    * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}`;
+    * the update is ``addcdiv`` with ``value = -clr`` and ``std = sqrt(sum) + eps``
+      (eps added after the square root); ``sum`` grows with a fused ``addcmul``;
+    * not reproduced: torch's CPU ``sqrt`` (MKL) is off by one unit in the last place
+      on some elements (about one float32 value in five, 0-d tensors included);
+      refoptim's is correctly rounded. It is the only difference: with torch's ``sqrt``
+      routed into this rule, whole trajectories are bit-identical to torch's.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        if is_array(lr) and numel(lr) != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 <= scalar(lr):
+            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        super().__init__(params, defaults)
+
+        self._check_fused(fused, foreach, differentiable)
+
+        # torch creates the state here, from the constructor's argument, for every group.
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p] = adagrad_init(p.data, initial_accumulator_value)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", None)
+            for p in group["params"]:
+                p_state = self.state.get(p, [])
+                if len(p_state) != 0 and not is_array(p_state["step"]):
+                    xp = array_namespace(p.data)
+                    p_state["step"] = xp.asarray(float(p_state["step"]), dtype=xp.float32, device=device_of(p.data))
+
+    def share_memory(self) -> None:
+        """torch moves each ``sum`` to shared memory (``Tensor.share_memory_``) for
+        multiprocess training; Array API arrays have no such notion, so this does nothing.
+        Kept so code written for torch's Adagrad runs unchanged."""
+
+    def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
+        # torch's lazy path (a parameter added after construction) reads the defaults,
+        # not the group.
+        return adagrad_init(p.data, self.defaults["initial_accumulator_value"])
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        return adagrad_step(
+            param,
+            grad,
+            state,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            lr_decay=group["lr_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+        )
+
+
+Adagrad.__doc__ = (Adagrad.__doc__ or "") + _FLAGS_DOC

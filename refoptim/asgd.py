@@ -1,0 +1,265 @@
+r"""ASGD (torch 2.13's ``torch.optim.ASGD``): stochastic gradient descent with a decaying
+step size and a running (Polyak-Ruppert) average of the iterates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import (
+    to_scalar,
+    array_namespace,
+    assign,
+    back_to_complex,
+    device_of,
+    is_array,
+    is_complex,
+    numel,
+    real_views,
+    scalar,
+)
+from ._primitives import add, add_, mul_, pow
+from .optimizer import Optimizer
+
+__all__ = ["ASGD", "asgd_init", "asgd_step", "pow"]
+
+_FLAGS_DOC = r"""
+    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
+    implementations; refoptim accepts them so signatures match and always computes
+    torch's single-tensor, non-capturable path. torch's ``capturable`` path keeps the
+    step size as a tensor and rounds it differently; refoptim does not emulate it, and
+    ``step``, ``eta`` and ``mu`` stay 0-d float32 arrays whatever it says.
+"""
+
+
+def _store_scalar(xp: Any, old: Any, value: Any) -> Any:
+    """torch's ``old.copy_(torch.as_tensor(value))``: a Python float becomes a float32
+    tensor first (torch's default dtype), an array keeps its dtype; the result is cast to
+    ``old``'s dtype and written into it (or returned, for an immutable ``old``)."""
+    if is_array(value):
+        value = xp.asarray(value)
+    else:
+        value = xp.asarray(value, dtype=xp.float32)
+    if value.dtype != old.dtype:
+        value = xp.astype(value, old.dtype)
+    return assign(old, xp.reshape(value, ()))
+
+
+def asgd_init(param: Any, lr: Any) -> dict[str, Any]:
+    """The state ASGD starts a parameter with: ``step`` (0-d float32 zero), ``eta`` (the
+    lr as a 0-d float32 array), ``mu`` (0-d float32 one) and ``ax`` (zeros like the
+    parameter)."""
+    xp = array_namespace(param)
+    device = device_of(param)
+    return {
+        "step": xp.zeros((), dtype=xp.float32, device=device),
+        "eta": xp.asarray(scalar(lr), dtype=xp.float32, device=device),
+        "mu": xp.full((), 1.0, dtype=xp.float32, device=device),
+        "ax": xp.zeros_like(param),
+    }
+
+
+def asgd_step(
+    param: Any,
+    grad: Any,
+    state: dict[str, Any],
+    *,
+    lr: Any,
+    lambd: float,
+    alpha: float,
+    t0: float,
+    weight_decay: float,
+    maximize: bool,
+) -> Any:
+    r"""One ASGD update of one parameter, in the order of torch's ``_single_tensor_asgd``.
+
+    ``state`` holds ``step``, ``eta``, ``mu`` and ``ax`` as :func:`asgd_init` makes them;
+    the new values are stored back into it. Returns the new parameter. Works on immutable
+    arrays: keep what it returns.
+
+    .. math::
+        t &\leftarrow t + 1 \\
+        g &\leftarrow -g \text{ if maximize} \\
+        g &\leftarrow g + \lambda_w\theta \quad (\lambda_w \ne 0) \\
+        \theta &\leftarrow \theta (1 - \lambda\eta) - \eta g \\
+        a &\leftarrow \theta \text{ if } \mu = 1 \text{ else } a + \mu(\theta - a) \\
+        \eta &\leftarrow \gamma / (1 + \lambda\gamma t)^\alpha \\
+        \mu &\leftarrow 1 / \max(1, t - t_0)
+    """
+    xp = array_namespace(param)
+    lr = to_scalar(lr)
+    if maximize:
+        grad = -grad
+    mu = state["mu"]
+    ax = state["ax"]
+    eta = state["eta"]
+    complex_param = is_complex(xp, param)
+    if complex_param:
+        # torch views complex tensors as (real, imag) pairs before the weight decay.
+        originals = (param, ax)
+        param, ax = real_views(xp, *originals)
+        (grad,) = real_views(xp, grad)
+    step_t = state["step"]
+    step_t += 1
+    state["step"] = step_t
+
+    if weight_decay != 0:
+        grad = add(grad, param, alpha=weight_decay)
+
+    eta_value = float(eta)
+    param = mul_(param, 1 - lambd * eta_value)  # decay term
+    param = add_(param, grad, alpha=-eta_value)  # update parameter
+
+    # averaging
+    if float(mu) != 1:
+        ax = add_(ax, (param - ax) * float(mu))
+    else:
+        ax = assign(ax, param)  # torch's ax.copy_(param)
+        if ax is param:  # immutable arrays: rebound, never aliased to a mutable one
+            ax = xp.asarray(param, copy=True)
+
+    step = float(step_t)
+    if is_array(lr):
+        # torch keeps a tensor lr: the new eta is computed in its dtype, with torch's pow.
+        new_eta = lr / pow(1 + lambd * lr * step, alpha)
+    else:
+        new_eta = lr / ((1 + lambd * lr * step) ** alpha)
+    state["eta"] = _store_scalar(xp, eta, new_eta)
+    state["mu"] = _store_scalar(xp, mu, 1 / max(1, step - t0))
+
+    if complex_param:
+        param, ax = back_to_complex(xp, originals, (param, ax))
+    state["ax"] = ax
+    return param
+
+
+class ASGD(Optimizer):
+    r"""Averaged stochastic gradient descent (``torch.optim.ASGD``).
+
+    .. math::
+        \begin{aligned}
+        &\textbf{input}: \gamma \text{ (lr)}, \theta_0 \text{ (params)}, f(\theta)
+            \text{ (objective)}, \lambda \text{ (lambd)}, \alpha \text{ (power)},
+            t_0 \text{ (averaging start)}, \lambda_w \text{ (weight decay)},
+            \textit{maximize} \\
+        &\textbf{initialize}: \eta_0 \leftarrow \gamma,\ \mu_0 \leftarrow 1,\
+            a_0 \leftarrow 0 \\
+        &\textbf{for } t = 1, 2, \ldots \textbf{ do} \\
+        &\quad g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}),\ \text{negated if } \textit{maximize} \\
+        &\quad \textbf{if } \lambda_w \ne 0:\ g_t \leftarrow g_t + \lambda_w\theta_{t-1} \\
+        &\quad \theta_t \leftarrow \theta_{t-1}(1 - \lambda\eta_{t-1}) - \eta_{t-1} g_t \\
+        &\quad \textbf{if } \mu_{t-1} \ne 1:\ a_t \leftarrow a_{t-1} + \mu_{t-1}(\theta_t - a_{t-1})
+            \textbf{ else } a_t \leftarrow \theta_t \\
+        &\quad \eta_t \leftarrow \gamma / (1 + \lambda\gamma t)^\alpha \\
+        &\quad \mu_t \leftarrow 1 / \max(1, t - t_0)
+        \end{aligned}
+
+    Args:
+        params (iterable): Parameters, ``(name, Parameter)`` pairs, or parameter-group dicts.
+        lr (float or 0-d array): learning rate (default: 1e-2). A 0-d array is kept as an
+            array, as torch keeps a tensor lr: the new ``eta`` is then computed in the
+            array's dtype.
+        lambd (float): decay term (default: 1e-4).
+        alpha (float): power of the ``eta`` update (default: 0.75).
+        t0 (float): the step after which averaging starts (default: 1e6).
+        weight_decay (float): L2 penalty added to the gradient (default: 0).
+        foreach (bool, optional), maximize (bool), differentiable, capturable: all
+            positional in torch's ASGD; ``maximize`` maximizes the objective (default:
+            False), the others are accepted for signature parity (see below).
+
+    State per parameter: ``step``, ``eta`` and ``mu`` (0-d float32 arrays, whatever the
+    parameter's dtype) and ``ax`` (the running average, the parameter's shape and dtype).
+
+    Torch quirks reproduced:
+
+    * ``eta`` (the step size) and ``mu`` are float32 scalars, also for float64
+      parameters: the step size a float64 parameter moves by is rounded to float32.
+      ``load_state_dict`` casts them to a real parameter's dtype (torch's rule for every
+      state entry but ``step``), and they keep that dtype afterwards, still holding
+      float32-rounded values;
+    * ``eta`` and ``mu`` used at step :math:`t` were computed at step :math:`t - 1`: the
+      first step uses ``eta = lr`` and ``mu = 1``; ``eta`` starts from the group's lr when
+      the state is created, later values read the group's lr of the previous step;
+    * averaging starts when ``mu`` leaves 1: step :math:`t` sets
+      :math:`\mu = 1/\max(1, t - t_0)`, read at step :math:`t + 1`, so the first step
+      that averages is :math:`\max(2, \lfloor t_0 \rfloor + 3)` (with :math:`\mu = 1/2`
+      for an integer :math:`t_0`); until then ``ax`` is a copy of the parameter, and with
+      the default :math:`t_0 = 10^6` averaging never starts in practice;
+    * with a 0-d array lr, the new ``eta`` is computed in the array's dtype with torch's
+      ``pow`` (:func:`pow`: special cases for some exponents, otherwise a double-precision
+      power rounded once), which NumPy's float32 ``**`` does not reproduce; with a Python
+      float lr it is Python arithmetic rounded once to float32;
+    * ``lambd``, ``alpha`` and ``t0`` are not validated;
+    * complex parameters are viewed as (real, imag) pairs *before* the weight decay (unlike
+      Adam, Adagrad, Adadelta and Adamax), so even the weight decay is a fused real
+      multiply-add per component;
+    * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}`.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
+        if is_array(lr) and numel(lr) != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 <= scalar(lr):
+            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+        defaults = {
+            "lr": lr,
+            "lambd": lambd,
+            "alpha": alpha,
+            "t0": t0,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("capturable", False)
+            for p in group["params"]:
+                p_state = self.state.get(p, [])
+                if len(p_state) != 0:
+                    xp = array_namespace(p.data)
+                    for key in ("step", "eta", "mu"):
+                        if not is_array(p_state[key]):
+                            p_state[key] = xp.asarray(
+                                float(p_state[key]), dtype=xp.float32, device=device_of(p.data)
+                            )
+
+    def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
+        return asgd_init(p.data, group["lr"])
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        return asgd_step(
+            param,
+            grad,
+            state,
+            lr=group["lr"],
+            lambd=group["lambd"],
+            alpha=group["alpha"],
+            t0=group["t0"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+
+
+ASGD.__doc__ = (ASGD.__doc__ or "") + _FLAGS_DOC
