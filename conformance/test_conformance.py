@@ -8,11 +8,14 @@ the figures of ``refoptim/testing/thresholds.py``:
 - the free-running trajectory error after all steps.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 import refoptim
+import refoptim.testing.matrix
 from refoptim.testing import thresholds
 from refoptim.testing.matrix import configs
 from refoptim.testing.metrics import ulp_error
@@ -41,12 +44,31 @@ def test_configuration(cfg):
     assert result.param_ulp <= limit and result.state_ulp <= limit
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+_INTEROP = {
+    "SGD": {"lr": 0.01, "momentum": 0.9},
+    "Adam": {"lr": 0.01, "amsgrad": True},
+    "AdamW": {"lr": 0.01, "amsgrad": True},
+    "Adagrad": {"lr": 0.1, "lr_decay": 0.01},
+    "Adadelta": {"lr": 1.0},
+    "Adamax": {"lr": 0.01},
+    "ASGD": {"lr": 0.01, "t0": 3},
+    "NAdam": {"lr": 0.01},
+    "RAdam": {"lr": 0.01},
+    "RMSprop": {"lr": 0.01, "centered": True, "momentum": 0.9},
+    "Rprop": {"lr": 0.01},
+}
+
+
+def test_interop_covers_every_optimizer():
+    assert set(_INTEROP) == set(refoptim.testing.matrix.optimizer_names())
+
+
+@pytest.mark.parametrize("name", sorted(_INTEROP))
 def test_refoptim_state_dict_loads_into_torch(name):
     """The other direction: refoptim's state, converted to tensors, continues torch's run."""
     rng = np.random.default_rng(3)
     x0 = rng.standard_normal(6)
-    options = {"lr": 0.01, "momentum": 0.9} if name == "SGD" else {"lr": 0.01, "amsgrad": True}
+    options = _INTEROP[name]
     grads = [rng.standard_normal(6) for _ in range(10)]
 
     p = refoptim.Parameter(x0.copy())
@@ -59,6 +81,9 @@ def test_refoptim_state_dict_loads_into_torch(name):
     theirs = getattr(torch.optim, name)([t], foreach=False, **options)
     sd = ours.state_dict()
     theirs.load_state_dict(torch_state_dict(sd))
+    # Both sides load the same dict, so both apply the loading cast (NAdam's float32
+    # mu_product becomes float64 for a float64 parameter, in torch and here).
+    ours.load_state_dict(copy.deepcopy(sd))
     for g in grads[5:]:
         p.grad = g.copy()
         ours.step()

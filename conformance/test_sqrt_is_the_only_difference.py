@@ -1,14 +1,16 @@
-"""Adam's and AdamW's only departure from torch is torch's CPU ``sqrt`` (MKL, not
-correctly rounded): with ``sqrt`` routed through torch, refoptim is bit-identical to
-torch over whole free-running trajectories. This keeps the claim in docs/conformance.md
-checked."""
+"""The optimizers that take a square root depart from torch only through torch's CPU
+``sqrt`` (MKL, not correctly rounded): with ``sqrt`` routed through torch, refoptim is
+bit-identical to torch over whole free-running trajectories. This keeps the claim in
+docs/conformance.md checked."""
 
 import numpy as np
 import pytest
 import torch
 
+import importlib
+
 import refoptim
-import refoptim.adam
+import refoptim._primitives
 
 
 class _TorchSqrt:
@@ -31,11 +33,21 @@ class _TorchSqrt:
         ("Adam", {"lr": 0.01}),
         ("Adam", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}),
         ("AdamW", {"lr": 0.01, "amsgrad": True}),
+        ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.1}),
+        ("Adadelta", {"lr": 1.0, "eps": 1e-3}),
+        ("NAdam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+        ("RAdam", {"lr": 0.01, "weight_decay": 0.1}),
+        ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.9, "weight_decay": 0.1}),
+        ("ASGD", {"lr": np.asarray(0.02, dtype=np.float32), "lambd": 0.1, "alpha": 0.5, "t0": 10}),
     ],
+    ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_bit_identical_with_torchs_sqrt(monkeypatch, name, options, dtype):
-    namespace = refoptim.adam.array_namespace
-    monkeypatch.setattr(refoptim.adam, "array_namespace", lambda x: _TorchSqrt(namespace(x)))
+    rule_module = importlib.import_module(getattr(refoptim, name)._update.__module__)
+    for module in (rule_module, refoptim._primitives):
+        namespace = module.array_namespace
+        monkeypatch.setattr(module, "array_namespace", lambda x, namespace=namespace: _TorchSqrt(namespace(x)))
+    torch_options = {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in options.items()}
     rng = np.random.default_rng(7)
 
     def normal(n):
@@ -48,7 +60,7 @@ def test_bit_identical_with_torchs_sqrt(monkeypatch, name, options, dtype):
     p = refoptim.Parameter(x0.copy())
     ours = getattr(refoptim, name)([p], **options)
     t = torch.from_numpy(x0.copy()).requires_grad_(True)
-    theirs = getattr(torch.optim, name)([t], foreach=False, **options)
+    theirs = getattr(torch.optim, name)([t], foreach=False, **torch_options)
     for _ in range(50):
         g = normal(1000)
         p.grad = g.copy()

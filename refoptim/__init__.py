@@ -8,8 +8,13 @@ standard (NumPy, CuPy, array-api-strict, ...), and proven step by step against P
 """
 
 from . import functional
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam
+from .adamax import Adamax
 from .adamw import AdamW
+from .asgd import ASGD
+from .nadam import NAdam
 from .optimizer import (
     Optimizer,
     register_optimizer_step_post_hook,
@@ -17,6 +22,9 @@ from .optimizer import (
     required,
 )
 from .parameter import Parameter
+from .radam import RAdam
+from .rmsprop import RMSprop
+from .rprop import Rprop
 from .sgd import SGD
 
 __version__ = "0.1.0"
@@ -24,9 +32,17 @@ TORCH_VERSION = "2.13.0"
 """The PyTorch version whose semantics refoptim reproduces and checks against."""
 
 __all__ = [
+    "ASGD",
     "SGD",
+    "Adadelta",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
     "Optimizer",
     "Parameter",
     "TORCH_VERSION",

@@ -1,9 +1,10 @@
 """The functional form: each optimizer's rule over one parameter, for any array library.
 
-Each function takes ``(param, grad, state, **hyperparameters)``, returns the new parameter
-and stores the new state values in ``state``. On NumPy and CuPy the arrays are updated in
-place and returned; on immutable arrays (JAX) new arrays are returned. Keep what you get
-back, and the same code serves both::
+Each ``<name>_step`` takes ``(param, grad, state, **hyperparameters)``, returns the new
+parameter and stores the new state values in ``state``; ``<name>_init`` makes the state a
+parameter starts with. On NumPy and CuPy the arrays are updated in place and returned; on
+immutable arrays (JAX) new arrays are returned. Keep what you get back, and the same code
+serves both::
 
     state = adam_init(w)
     for _ in range(100):
@@ -12,8 +13,37 @@ back, and the same code serves both::
                       decoupled_weight_decay=False)
 """
 
+from .adadelta import adadelta_init, adadelta_step
+from .adagrad import adagrad_init, adagrad_step
 from .adam import adam_init, adam_step
+from .adamax import adamax_init, adamax_step
 from .adamw import adamw_step
+from .asgd import asgd_init, asgd_step
+from .nadam import nadam_init, nadam_step
+from .radam import radam_init, radam_step
+from .rmsprop import rmsprop_init, rmsprop_step
+from .rprop import rprop_init, rprop_step
 from .sgd import sgd_step
 
-__all__ = ["adam_init", "adam_step", "adamw_step", "sgd_step"]
+__all__ = [
+    "adadelta_init",
+    "adadelta_step",
+    "adagrad_init",
+    "adagrad_step",
+    "adam_init",
+    "adam_step",
+    "adamax_init",
+    "adamax_step",
+    "adamw_step",
+    "asgd_init",
+    "asgd_step",
+    "nadam_init",
+    "nadam_step",
+    "radam_init",
+    "radam_step",
+    "rmsprop_init",
+    "rmsprop_step",
+    "rprop_init",
+    "rprop_step",
+    "sgd_step",
+]

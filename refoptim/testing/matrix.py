@@ -8,7 +8,9 @@ size 0, and a non-contiguous 2-d view into a larger array.
 The option lists cover every option alone and crossed where options interact, and at
 least every configuration torch 2.13's own optimizer tests use for these optimizers
 (``torch/testing/_internal/common_optimizers.py``: default, non-default lr, tensor lr,
-weight decay, momentum, dampening, nesterov, maximize, amsgrad, ...).
+weight decay, momentum, dampening, nesterov, maximize, amsgrad, ...; for ASGD, ``t0`` and
+``lambd`` chosen so that averaging starts inside the run; for RAdam, enough steps for the
+rectified update, which starts at step 6 for every beta2 >= 0.85).
 """
 
 from __future__ import annotations
@@ -175,6 +177,298 @@ _ADAMW_GROUPS = (
     {"lr": 3e-3, "weight_decay": 0.0, "amsgrad": True},
 )
 
+# --------------------------------------------------------------------------- Adagrad
+_ADAGRAD_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_adagrad
+    {},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "maximize": True},
+    {"lr": 0.1},
+    {"initial_accumulator_value": 0.1, "weight_decay": 0.1},
+    {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1},
+    {"lr": _lr_array(1e-3)},
+    # every option alone
+    {"lr_decay": 0.01},
+    {"initial_accumulator_value": 0.5},
+    {"eps": 1e-3},
+    {"maximize": True},
+    {"lr": _lr_array(1e-1), "lr_decay": 0.1},
+]
+
+
+def _adagrad_crossed() -> list[dict[str, Any]]:
+    return [
+        {
+            "lr": 0.1,
+            "lr_decay": lr_decay,
+            "initial_accumulator_value": initial,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        for lr_decay, initial, weight_decay, maximize in itertools.product(
+            (0.0, 0.1), (0.0, 0.1), (0.0, 0.1), (False, True)
+        )
+    ]
+
+
+# The per-group initial_accumulator_value is ignored by torch (the constructor's value,
+# here the default 0, fills every group's sum): these groups check that quirk too.
+_ADAGRAD_GROUPS = (
+    {"lr": 0.1, "initial_accumulator_value": 0.5},
+    {"lr": 0.05, "lr_decay": 0.1, "weight_decay": 0.1},
+    {"lr": 0.2, "eps": 1e-3, "maximize": True},
+)
+
+# --------------------------------------------------------------------------- Adadelta
+_ADADELTA_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_adadelta (CPU part)
+    {},
+    {"lr": 0.01},
+    {"weight_decay": 0.1},
+    {"maximize": True},
+    {"weight_decay": 0.1, "maximize": True},
+    {"rho": 0.95, "weight_decay": 0.9},
+    # every option alone, tensor lr, edge rho
+    {"rho": 0.5},
+    {"rho": 1.0},
+    {"rho": 0.0},
+    {"eps": 1e-3},
+    {"lr": _lr_array(1e-1)},
+    {"lr": _lr_array(1e-3), "weight_decay": 0.1},
+]
+
+
+def _adadelta_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 0.5, "rho": rho, "weight_decay": weight_decay, "maximize": maximize}
+        for rho, weight_decay, maximize in itertools.product((0.5, 0.9), (0.0, 0.1), (False, True))
+    ]
+
+
+_ADADELTA_GROUPS = (
+    {"lr": 1.0},
+    {"lr": 0.5, "rho": 0.5, "weight_decay": 0.1},
+    {"lr": 0.1, "rho": 0.95, "eps": 1e-4, "maximize": True},
+)
+
+# --------------------------------------------------------------------------- Adamax
+_ADAMAX_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_adamax (CPU part)
+    {},
+    {"lr": 0.1},
+    {"weight_decay": 0.1},
+    {"maximize": True},
+    {"weight_decay": 0.1, "maximize": True},
+    # every option alone, tensor lr
+    {"betas": (0.8, 0.99)},
+    {"betas": (0.0, 0.0)},
+    {"eps": 0.1},
+    {"lr": _lr_array(1e-3)},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.9, "maximize": True},
+    # 0-d float32 betas (torch computes 1 - beta1**t in float32; unchecked by Adamax)
+    {"betas": (_lr_array(0.9), _lr_array(0.999))},
+    {"lr": _lr_array(1e-2), "betas": (_lr_array(0.8), _lr_array(0.99)), "weight_decay": 0.1},
+]
+
+
+def _adamax_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
+        for betas, weight_decay, maximize in itertools.product(
+            ((0.9, 0.999), (0.5, 0.9)), (0.0, 0.1), (False, True)
+        )
+    ]
+
+
+_ADAMAX_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "betas": (0.5, 0.9)},
+    {"lr": 2e-2, "eps": 1e-3, "maximize": True},
+)
+
+# --------------------------------------------------------------------------- ASGD
+_ASGD_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_asgd (CPU part)
+    {},
+    {"lambd": 0.1},
+    {"lr": 0.02},
+    {"t0": 100},
+    {"maximize": True},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "maximize": True},
+    # every option alone (averaging inside the run), tensor lr
+    {"t0": 10},
+    {"alpha": 0.5, "lambd": 0.1},
+    {"alpha": 1.0, "lambd": 0.1},
+    {"lr": _lr_array(1e-2)},
+    {"lr": _lr_array(2e-2), "lambd": 0.1, "t0": 10, "weight_decay": 0.1, "maximize": True},
+    {"lr": _lr_array(2e-2), "lambd": 0.1, "alpha": 0.5, "t0": 10},
+    {"lr": _lr_array(2e-2), "lambd": 0.1, "alpha": 3.0, "t0": 10},
+]
+
+
+def _asgd_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 0.02, "t0": t0, "lambd": lambd, "weight_decay": weight_decay, "maximize": maximize}
+        for t0, lambd, weight_decay, maximize in itertools.product(
+            (10, 20.5), (1e-4, 0.1), (0.0, 0.1), (False, True)
+        )
+    ]
+
+
+_ASGD_GROUPS = (
+    {"lr": 0.02, "t0": 10},
+    {"lr": 0.01, "lambd": 0.1, "t0": 20.5, "weight_decay": 0.1},
+    {"lr": 0.05, "alpha": 0.5, "t0": 5, "maximize": True},
+)
+
+# --------------------------------------------------------------------------- NAdam
+_NADAM_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-3},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"momentum_decay": 6e-3},
+    {"momentum_decay": 0.0},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "momentum_decay": 6e-3},
+    {"weight_decay": 0.1, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+    {"weight_decay": 0.1, "maximize": True},
+    {"maximize": True},
+    {"decoupled_weight_decay": True},
+    {"betas": (0.8, 0.99), "eps": 1e-6},
+    {"eps": 0.1},
+    # torch's CUDA configurations, without capturable
+    {"weight_decay": 0.9, "momentum_decay": 6e-3},
+    {"weight_decay": 0.9, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+    {"lr": _lr_array(1e-3), "weight_decay": 0.9, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.1},
+]
+
+
+def _nadam_crossed() -> list[dict[str, Any]]:
+    out = []
+    for weight_decay, maximize, decoupled, momentum_decay in itertools.product(
+        (0.0, 0.1), (False, True), (False, True), (4e-3, 6e-3)
+    ):
+        out.append(
+            {
+                "lr": 1e-2,
+                "weight_decay": weight_decay,
+                "maximize": maximize,
+                "decoupled_weight_decay": decoupled,
+                "momentum_decay": momentum_decay,
+            }
+        )
+    return out
+
+
+_NADAM_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "momentum_decay": 6e-3},
+    {"lr": 2e-2, "betas": (0.5, 0.9), "maximize": True, "weight_decay": 0.1, "decoupled_weight_decay": True},
+)
+
+# --------------------------------------------------------------------------- RAdam
+# rho_t > 5 first at step 6 for every beta2 >= 0.85; (0.9, 0.7) switches at step 10,
+# (0.9, 0.6) never (rho_inf = 4).
+_RADAM_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 2e-3},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"eps": 1e-6},
+    {"eps": 0.1},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"weight_decay": 0.1, "maximize": True},
+    {"maximize": True},
+    {"decoupled_weight_decay": True},
+    {"betas": (0.8, 0.9)},
+    {"betas": (0.9, 0.7)},
+    {"betas": (0.9, 0.6)},
+    # torch's CUDA configuration, without capturable
+    {"lr": _lr_array(1e-3), "weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.1},
+]
+
+
+def _radam_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "weight_decay": wd, "maximize": mx, "decoupled_weight_decay": dec}
+        for wd, mx, dec in itertools.product((0.0, 0.1), (False, True), (False, True))
+    ]
+
+
+_RADAM_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"lr": 2e-2, "betas": (0.5, 0.9), "maximize": True, "weight_decay": 0.05},
+)
+
+# --------------------------------------------------------------------------- RMSprop
+_RMSPROP_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-3},
+    {"lr": _lr_array(1e-3)},
+    {"weight_decay": 0.1},
+    {"maximize": True},
+    {"weight_decay": 0.1, "centered": True},
+    {"maximize": True, "weight_decay": 0.1},
+    {"weight_decay": 0.1, "centered": True, "momentum": 0.1},
+    {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
+    {"centered": True},
+    {"momentum": 0.9},
+    {"alpha": 0.9},
+    {"alpha": 0.0},
+    {"eps": 0.1},
+    {"lr": _lr_array(1e-3), "momentum": 0.9},
+    {"lr": _lr_array(1e-2), "centered": True, "weight_decay": 0.1},
+]
+
+
+def _rmsprop_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "centered": c, "momentum": m, "weight_decay": wd, "maximize": mx}
+        for c, m, wd, mx in itertools.product((False, True), (0.0, 0.9), (0.0, 0.1), (False, True))
+    ]
+
+
+_RMSPROP_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "centered": True, "momentum": 0.5},
+    {"lr": 1e-3, "alpha": 0.9, "weight_decay": 0.1, "maximize": True},
+)
+
+# --------------------------------------------------------------------------- Rprop
+_RPROP_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 2e-4},
+    {"lr": _lr_array(1e-3)},
+    {"etas": (0.5, 1.5)},
+    {"etas": (0.1, 3.0)},
+    {"step_sizes": (2e-6, 100)},
+    {"step_sizes": (1e-3, 0.02)},
+    {"step_sizes": (0.1, 0.01)},  # min > max: every step size becomes max
+    {"maximize": True},
+]
+
+
+def _rprop_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "etas": etas, "step_sizes": sizes, "maximize": mx}
+        for etas, sizes, mx in itertools.product(
+            ((0.5, 1.2), (0.3, 1.5)), ((1e-6, 50), (1e-3, 0.02)), (False, True)
+        )
+    ]
+
+
+_RPROP_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 1e-3, "etas": (0.3, 1.5)},
+    {"lr": 2e-2, "step_sizes": (1e-4, 1.0), "maximize": True},
+)
+
 # Feedback objectives: per optimizer, the options they run with.
 _FEEDBACK = {
     "SGD": [
@@ -191,13 +485,64 @@ _FEEDBACK = {
         ("quadratic", {"lr": 1e-2}),
         ("rosenbrock", {"lr": 1e-3, "weight_decay": 0.1}),
     ],
+    "Adagrad": [
+        ("quadratic", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1}),
+        ("quadratic", {"lr": 0.1, "weight_decay": 0.1}),
+        ("rosenbrock", {"lr": 1e-2}),
+    ],
+    "Adadelta": [
+        ("quadratic", {"lr": 1.0}),
+        ("quadratic", {"lr": 0.5, "rho": 0.5, "weight_decay": 0.1}),
+        ("rosenbrock", {"lr": 0.1, "rho": 0.95}),
+    ],
+    "Adamax": [
+        ("quadratic", {"lr": 1e-2}),
+        ("quadratic", {"lr": 2e-2, "weight_decay": 0.1, "betas": (0.5, 0.9)}),
+        ("rosenbrock", {"lr": 1e-3}),
+    ],
+    "ASGD": [
+        ("quadratic", {"lr": 0.05, "t0": 10, "lambd": 0.1}),
+        ("quadratic", {"lr": 0.02, "t0": 20.5, "weight_decay": 0.1}),
+        ("rosenbrock", {"lr": 1e-4, "t0": 10}),
+    ],
+    "NAdam": [
+        ("quadratic", {"lr": 1e-2}),
+        ("quadratic", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+        ("rosenbrock", {"lr": 1e-3}),
+    ],
+    "RAdam": [
+        ("quadratic", {"lr": 1e-2}),
+        ("quadratic", {"lr": 1e-2, "weight_decay": 0.1}),
+        ("rosenbrock", {"lr": 1e-3}),
+    ],
+    "RMSprop": [
+        ("quadratic", {"lr": 1e-2, "centered": True, "momentum": 0.9}),
+        ("quadratic", {"lr": 1e-3}),
+        ("rosenbrock", {"lr": 1e-4, "momentum": 0.9}),
+    ],
+    "Rprop": [
+        ("quadratic", {}),
+        ("rosenbrock", {"lr": 1e-3}),
+    ],
 }
 
 _TABLE = {
     "SGD": (_SGD_ALONE, _sgd_crossed, _SGD_GROUPS),
     "Adam": (_ADAM_ALONE, _adam_crossed, _ADAM_GROUPS),
     "AdamW": (_ADAMW_ALONE, _adamw_crossed, _ADAMW_GROUPS),
+    "Adagrad": (_ADAGRAD_ALONE, _adagrad_crossed, _ADAGRAD_GROUPS),
+    "Adadelta": (_ADADELTA_ALONE, _adadelta_crossed, _ADADELTA_GROUPS),
+    "Adamax": (_ADAMAX_ALONE, _adamax_crossed, _ADAMAX_GROUPS),
+    "ASGD": (_ASGD_ALONE, _asgd_crossed, _ASGD_GROUPS),
+    "NAdam": (_NADAM_ALONE, _nadam_crossed, _NADAM_GROUPS),
+    "RAdam": (_RADAM_ALONE, _radam_crossed, _RADAM_GROUPS),
+    "RMSprop": (_RMSPROP_ALONE, _rmsprop_crossed, _RMSPROP_GROUPS),
+    "Rprop": (_RPROP_ALONE, _rprop_crossed, _RPROP_GROUPS),
 }
+
+_MIN_STEPS = {"ASGD": 120}
+"""Steps an optimizer's configurations need to cross a threshold inside the algorithm:
+torch's own ASGD entry ``{"t0": 100}`` starts averaging at step 103."""
 
 
 def optimizer_names() -> list[str]:
@@ -209,6 +554,7 @@ def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPE
     """Every configuration of the matrix, for the given optimizers (default: all) and dtypes.
 
     Duplicates (an option set listed alone and again among the crossings) appear once.
+    ``steps`` is raised to an optimizer's ``_MIN_STEPS`` where it needs more.
     The Rosenbrock objective is real-valued only; it runs in the real dtypes.
     """
     out: list[Config] = []
@@ -221,11 +567,12 @@ def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPE
         entries.append(({}, tuple(groups), "fixed"))
         entries.append(({}, tuple(groups), "quadratic"))
         entries += [(o, (), objective) for objective, o in _FEEDBACK.get(name, [])]
+        n_steps = max(steps, _MIN_STEPS.get(name, 0))
         for dtype in dtypes:
             for options, grp, objective in entries:
                 if objective == "rosenbrock" and dtype.startswith("complex"):
                     continue
-                cfg = Config(name, dict(options), dtype, grp, objective, steps)
+                cfg = Config(name, dict(options), dtype, grp, objective, n_steps)
                 if cfg.id in seen:
                     continue
                 seen.add(cfg.id)

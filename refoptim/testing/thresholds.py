@@ -39,7 +39,15 @@ def trajectory_rel(dtype: str) -> float:
     return TRAJECTORY_REL[dtype]
 
 
-KNOWN_DEVIATIONS: dict[str, str] = {}
+KNOWN_DEVIATIONS: dict[str, str] = {
+    "ASGD-float64-lr=array(0.019999999552965164, float32), lambd=0.1, alpha=0.5, t0=10": (
+        "with a float32 tensor lr torch computes eta = lr / (1 + lambd*lr*t)**alpha in float32, "
+        "and for alpha = 0.5 its pow is its MKL sqrt, which is not correctly rounded: eta (a "
+        "float32 state entry) is one float32 unit off on some steps, which a float64 trajectory "
+        "carries at about 2**-24 relative (measured 1.3e-8). One-step figures pass; with torch's "
+        "sqrt routed into the rule the run is bit-identical"
+    ),
+}
 """Configurations (by ``Config.id``) that cannot meet a threshold, with the measured
 reason. They stay in the matrix and in the table, marked ``KNOWN`` with their figures;
 they do not fail the run. A listed case that starts passing fails the run instead, so
