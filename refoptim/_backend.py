@@ -111,9 +111,10 @@ def view_as_complex(xp: Any, r: Any) -> Any:
     """The inverse of :func:`view_as_real`: real pairs on the last axis back to complex.
 
     A true view where the array type has ``.view``. Otherwise the complex array is built
-    as ``re + im * 1j`` in complex arithmetic, which is exact for finite parts except
-    that an imaginary ``-0.0`` becomes ``+0.0``, and an infinite imaginary part makes the
-    real part NaN: the Array API offers no exact way to assemble a complex number.
+    as ``re + im * 1j`` in complex arithmetic, then the sign of each zero part is put back
+    (``conj`` and negation flip signs exactly). That is exact for finite parts; an
+    infinite imaginary part still makes the real part NaN (``inf * 0``): the Array API
+    offers no exact way to assemble a complex number.
     """
     cdtype = xp.complex64 if r.dtype == xp.float32 else xp.complex128
     view = getattr(r, "view", None)
@@ -124,9 +125,12 @@ def view_as_complex(xp: Any, r: Any) -> Any:
             out = None
         if out is not None and tuple(out.shape) == tuple(r.shape[:-1]) + (1,):
             return out[..., 0]
-    re = xp.astype(r[..., 0], cdtype)
-    im = xp.astype(r[..., 1], cdtype)
-    return re + im * xp.asarray(1j, dtype=cdtype)
+    re, im = r[..., 0], r[..., 1]
+    z = xp.astype(re, cdtype) + xp.astype(im, cdtype) * xp.asarray(1j, dtype=cdtype)
+    # Complex arithmetic can leave a zero part with the wrong sign; conj and negation flip
+    # signs exactly, so put each zero's sign back (non-zero parts already agree).
+    z = xp.where(xp.signbit(xp.imag(z)) != xp.signbit(im), xp.conj(z), z)
+    return xp.where(xp.signbit(xp.real(z)) != xp.signbit(re), -xp.conj(z), z)
 
 
 def real_views(xp: Any, *arrays: Any) -> tuple[Any, ...]:

@@ -193,6 +193,8 @@ class _Namespace:
             "reshape",
             "sum",
             "conj",
+            "signbit",
+            "ones",
         ):
             object.__setattr__(self, name, _delegate(name))
 
