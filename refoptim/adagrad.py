@@ -212,11 +212,7 @@ class Adagrad(Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("differentiable", False)
             group.setdefault("fused", None)
-            for p in group["params"]:
-                p_state = self.state.get(p, [])
-                if len(p_state) != 0 and not is_array(p_state["step"]):
-                    xp = array_namespace(p.data)
-                    p_state["step"] = xp.asarray(float(p_state["step"]), dtype=xp.float32, device=device_of(p.data))
+        self._scalar_state_as_arrays("step")
 
     def share_memory(self) -> None:
         """torch moves each ``sum`` to shared memory (``Tensor.share_memory_``) for

@@ -20,7 +20,7 @@ from ._backend import (
 from ._primitives import add, add_, mul_, pow
 from .optimizer import Optimizer
 
-__all__ = ["ASGD", "asgd_init", "asgd_step", "pow"]
+__all__ = ["ASGD", "asgd_init", "asgd_step"]
 
 _FLAGS_DOC = r"""
     ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
@@ -235,15 +235,7 @@ class ASGD(Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("differentiable", False)
             group.setdefault("capturable", False)
-            for p in group["params"]:
-                p_state = self.state.get(p, [])
-                if len(p_state) != 0:
-                    xp = array_namespace(p.data)
-                    for key in ("step", "eta", "mu"):
-                        if not is_array(p_state[key]):
-                            p_state[key] = xp.asarray(
-                                float(p_state[key]), dtype=xp.float32, device=device_of(p.data)
-                            )
+        self._scalar_state_as_arrays("step", "eta", "mu")
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return asgd_init(p.data, group["lr"])

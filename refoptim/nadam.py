@@ -240,15 +240,7 @@ class NAdam(Optimizer):
             group.setdefault("capturable", False)
             group.setdefault("differentiable", False)
             group.setdefault("decoupled_weight_decay", False)
-            for p in group["params"]:
-                p_state = self.state.get(p, [])
-                if len(p_state) != 0:
-                    xp = array_namespace(p.data)
-                    for key in ("step", "mu_product"):
-                        if not is_array(p_state[key]):
-                            p_state[key] = xp.asarray(
-                                float(p_state[key]), dtype=xp.float32, device=device_of(p.data)
-                            )
+        self._scalar_state_as_arrays("step", "mu_product")
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return nadam_init(p.data)

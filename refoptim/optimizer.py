@@ -422,6 +422,20 @@ class Optimizer:
 
     step = _hooked_step(step)
 
+    def _scalar_state_as_arrays(self, *keys: str) -> None:
+        """torch's ``__setstate__`` conversion: state scalars loaded as Python numbers
+        (``step``, and ASGD's ``eta``/``mu``, NAdam's ``mu_product``) become 0-d float32
+        arrays of the parameter's namespace and device."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p_state = self.state.get(p)
+                if not p_state:
+                    continue
+                xp = array_namespace(p.data)
+                for key in keys:
+                    if not is_array(p_state[key]):
+                        p_state[key] = xp.asarray(float(p_state[key]), dtype=xp.float32, device=device_of(p.data))
+
     def _init_state(self, p: Parameter, group: dict[str, Any]) -> dict[str, Any]:
         """The state a parameter starts with at its first step (empty by default: a
         parameter whose state stays empty gets no entry in ``state``, as in torch's SGD

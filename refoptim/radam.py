@@ -234,11 +234,7 @@ class RAdam(Optimizer):
             group.setdefault("differentiable", False)
             group.setdefault("decoupled_weight_decay", False)
             group.setdefault("capturable", False)
-            for p in group["params"]:
-                p_state = self.state.get(p, [])
-                if len(p_state) != 0 and not is_array(p_state["step"]):
-                    xp = array_namespace(p.data)
-                    p_state["step"] = xp.asarray(float(p_state["step"]), dtype=xp.float32, device=device_of(p.data))
+        self._scalar_state_as_arrays("step")
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return radam_init(p.data)
