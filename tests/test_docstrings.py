@@ -6,11 +6,12 @@ import pytest
 
 import refoptim
 import refoptim.functional
+import refoptim.lr_scheduler
 import refoptim.testing.matrix
 import refoptim.testing.metrics
 import refoptim.testing.thresholds
 
-MODULES = [refoptim, refoptim.functional, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
+MODULES = [refoptim, refoptim.functional, refoptim.lr_scheduler, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
 
 
 def _public(module):
@@ -54,3 +55,16 @@ def test_optimizer_docstring_has_math_and_quirks(cls):
     assert "quirk" in doc.lower()
     for flag in ("foreach", "differentiable"):
         assert flag in doc
+
+
+SCHEDULERS = [n for n in refoptim.lr_scheduler.__all__ if isinstance(getattr(refoptim.lr_scheduler, n), type)
+              and n not in ("LRScheduler", "_LRScheduler")]
+
+
+def test_every_scheduler_is_covered():
+    assert len(SCHEDULERS) == 15
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_scheduler_docstring_has_its_formula(name):
+    assert ".. math::" in getattr(refoptim.lr_scheduler, name).__doc__, name
