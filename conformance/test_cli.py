@@ -55,3 +55,13 @@ def test_known_deviations_are_shown_not_failed_and_must_keep_missing(monkeypatch
     monkeypatch.setattr(thresholds, "KNOWN_DEVIATIONS", {stale.id: "stale entry"})
     assert main(["conformance", "--optimizer", "SGD", "--dtype", "float64", "--steps", "5"]) == 1
     assert "listed in KNOWN_DEVIATIONS" in capsys.readouterr().out
+
+
+def test_conformance_command_includes_the_schedulers(capsys):
+    from refoptim.testing.schedulers import CONFIGS
+
+    assert main(["conformance", "--dtype", "float64", "--steps", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "every lr, momentum, betas == torch's" in text
+    rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0] in CONFIGS]
+    assert len(rows) == 3 * len(CONFIGS) and all(line.rstrip().endswith("pass") for line in rows)

@@ -85,6 +85,10 @@ def _conformance(args: argparse.Namespace) -> int:
             worst = {"figure": figure, "result": r}
     failed = [r for r in results if r.status in ("fail", "unexpected-pass")]
     known = [r for r in results if r.status == "known"]
+    scheduler_rows = 0
+    if not args.optimizer and not args.no_schedulers:
+        scheduler_rows, scheduler_failures = _schedulers(out)
+        failed += scheduler_failures
     elapsed = time.perf_counter() - start
     print("-" * len(header), file=out)
     print("worst per optimizer and dtype (param ULP / state ULP / trajectory):", file=out)
@@ -109,7 +113,7 @@ def _conformance(args: argparse.Namespace) -> int:
             f"{traj.config.dtype})",
             file=out,
         )
-    passed = len(results) - len(failed) - len(known)
+    passed = len(results) + scheduler_rows - len(failed) - len(known)
     known_text = f", {len(known)} known deviation{'s' if len(known) != 1 else ''}" if known else ""
     print(f"total: {passed} passed, {len(failed)} failed{known_text} ({elapsed:.1f} s)", file=out)
     if args.json:
@@ -129,6 +133,24 @@ def _conformance(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _schedulers(out: Any) -> tuple[int, list[str]]:
+    """Every scheduler configuration x 1-3 groups against torch: all values ``==`` torch's."""
+    from .testing.schedulers import CONFIGS, run_named
+
+    print("-" * 60, file=out)
+    print(f"{'schedulers':<30} {'groups':>6} {'steps':>5}  result (every lr, momentum, betas == torch's)", file=out)
+    rows, failures = 0, []
+    for name in sorted(CONFIGS):
+        for n_groups in (1, 2, 3):
+            steps, reason = run_named(name, n_groups)
+            rows += 1
+            status = "pass" if not reason else "FAIL: " + reason
+            if reason:
+                failures.append(f"{name} x{n_groups}")
+            print(f"{name:<30} {n_groups:>6} {steps:>5}  {status}", file=out, flush=True)
+    return rows, failures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m refoptim``."""
     parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
@@ -139,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("--steps", type=int, default=50, help="steps per configuration (default 50)")
     conf.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     conf.add_argument("--width", type=int, default=70, help="width of the configuration column")
+    conf.add_argument(
+        "--no-schedulers", action="store_true", help="skip the schedulers (they also run only without --optimizer)"
+    )
     args = parser.parse_args(argv)
     if args.command == "conformance":
         return _conformance(args)
