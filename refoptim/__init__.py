@@ -7,7 +7,7 @@ standard (NumPy, CuPy, array-api-strict, ...), and proven step by step against P
     >>> opt = optim.Adam([optim.Parameter(w)], lr=1e-3)   # doctest: +SKIP
 """
 
-from . import functional, lr_scheduler
+from . import functional, lr_scheduler, swa_utils
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam
@@ -48,6 +48,7 @@ __all__ = [
     "TORCH_VERSION",
     "functional",
     "lr_scheduler",
+    "swa_utils",
     "register_optimizer_step_post_hook",
     "register_optimizer_step_pre_hook",
     "required",
