@@ -545,9 +545,53 @@ _MIN_STEPS = {"ASGD": 120}
 torch's own ASGD entry ``{"t0": 100}`` starts averaging at step 103."""
 
 
+EXTENSIONS: dict[str, str] = {
+    "Adafactor": "adafactor",
+    "LBFGS": "lbfgs",
+    "Muon": "muon",
+    "SparseAdam": "sparse",
+}
+"""Optimizers that are not elementwise, whose configurations and runner live in their own
+module ``refoptim.testing.conformance_<module>``: LBFGS (closures, line search, one flat
+vector), SparseAdam (sparse gradients), Adafactor (factored second moments), Muon (2-D
+parameters, Newton–Schulz in bfloat16). Each such module has ``configs(optimizers,
+dtypes, steps) -> list[Config]`` and ``run_config(cfg) -> Result``; a module's ``configs``
+may also return configurations of other optimizers under one of its own ``OBJECTIVES``
+(the sparse module adds SGD and Adagrad with sparse gradients)."""
+
+_EXTENSION_OBJECTIVES = {"sparse": "sparse"}
+"""Objectives (gradient sources) owned by an extension module, whatever the optimizer."""
+
+
+def _extension_module(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"refoptim.testing.conformance_{name}")
+
+
+def extension_for(cfg: Config) -> Any:
+    """The harness module that runs ``cfg``, or ``None`` for the elementwise runner."""
+    if cfg.objective in _EXTENSION_OBJECTIVES:
+        return _extension_module(_EXTENSION_OBJECTIVES[cfg.objective])
+    if cfg.optimizer in EXTENSIONS:
+        return _extension_module(EXTENSIONS[cfg.optimizer])
+    return None
+
+
+def _available_extensions() -> dict[str, str]:
+    """The extensions whose harness module exists (all of them once issue 4 is complete)."""
+    import importlib.util
+
+    return {
+        name: module
+        for name, module in EXTENSIONS.items()
+        if importlib.util.find_spec(f"refoptim.testing.conformance_{module}") is not None
+    }
+
+
 def optimizer_names() -> list[str]:
     """Optimizers the matrix covers."""
-    return list(_TABLE)
+    return list(_TABLE) + list(_available_extensions())
 
 
 def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPES, steps: int = 50) -> list[Config]:
@@ -559,7 +603,10 @@ def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPE
     """
     out: list[Config] = []
     seen: set[str] = set()
-    for name in optimizers or optimizer_names():
+    names = list(optimizers or optimizer_names())
+    for name in names:
+        if name not in _TABLE:
+            continue
         alone, crossed, groups = _TABLE[name]
         entries: list[tuple[dict[str, Any], tuple[dict[str, Any], ...], str]] = []
         entries += [(o, (), "fixed") for o in alone]
@@ -575,6 +622,11 @@ def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPE
                 cfg = Config(name, dict(options), dtype, grp, objective, n_steps)
                 if cfg.id in seen:
                     continue
+                seen.add(cfg.id)
+                out.append(cfg)
+    for module in dict.fromkeys(_available_extensions().values()):
+        for cfg in _extension_module(module).configs(names, dtypes, steps):
+            if cfg.id not in seen:
                 seen.add(cfg.id)
                 out.append(cfg)
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_real", "relative_error", "ulp_error"]
+__all__ = ["as_real", "relative_error", "step_relative_error", "ulp_error"]
 
 
 def as_real(x: Any) -> np.ndarray:
@@ -71,3 +71,32 @@ def relative_error(ours: Any, theirs: Any) -> float:
     if not np.isfinite(diff):
         return float("inf")
     return diff / denom if denom > 0 else diff
+
+
+def step_relative_error(ours: Any, theirs: Any, *operands: Any) -> float:
+    """Worst ``|ours - theirs|`` over the largest magnitude among ``theirs``, ``ours`` and
+    the operands of the same shape: the one-step figure of the optimizers that are not
+    elementwise (see ``thresholds.ONE_STEP_REL``).
+
+    NaN against NaN and equal infinities count as agreement; any other disagreement
+    involving a non-finite value is infinite error. All-zero operands give the absolute error.
+    """
+    a, b = as_real(ours), as_real(theirs)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    both_nan = np.isnan(a) & np.isnan(b)
+    equal = (a == b) | both_nan
+    if np.all(equal):
+        return 0.0
+    if np.any(~equal & ~(np.isfinite(a) & np.isfinite(b))):
+        return float("inf")
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    scale = max(float(np.max(np.abs(a64))), float(np.max(np.abs(b64))))
+    for op in operands:
+        o = as_real(op)
+        if o.shape == a.shape and o.size:
+            scale = max(scale, float(np.max(np.abs(o.astype(np.float64)))))
+    diff = float(np.max(np.where(equal, 0.0, np.abs(a64 - b64))))
+    return diff / scale if scale > 0 else diff

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import thresholds
-from .matrix import SHAPES, Config
+from .matrix import SHAPES, Config, extension_for
 from .metrics import relative_error, ulp_error
 from .torch_adapter import NUMPY_DTYPES, build_refoptim, build_twin, from_torch, initial_values, numpy_state_dict, to_torch
 
@@ -36,13 +36,24 @@ class Result:
     @property
     def passed(self) -> bool:
         """True when every figure meets its threshold and the state layout matches torch's."""
-        limit = thresholds.one_step_ulp(self.config.dtype)
+        limit = self.limit
         return (
             not self.structure_errors
             and self.param_ulp <= limit
             and self.state_ulp <= limit
-            and self.trajectory <= thresholds.trajectory_rel(self.config.dtype)
+            and self.trajectory <= thresholds.trajectory_rel(self.config.dtype, self.config.optimizer)
         )
+
+    @property
+    def limit(self) -> float:
+        """The one-step threshold of this configuration (in :attr:`unit`)."""
+        return thresholds.one_step_limit(self.config.optimizer, self.config.dtype)[0]
+
+    @property
+    def unit(self) -> str:
+        """The unit of ``param_ulp``/``state_ulp``: ``"ULP"``, or ``"rel"`` (relative
+        error) for the optimizers that are not elementwise."""
+        return thresholds.one_step_limit(self.config.optimizer, self.config.dtype)[1]
 
     @property
     def known(self) -> str | None:
@@ -61,12 +72,12 @@ class Result:
     def reason(self) -> str:
         """Why the configuration fails, or an empty string."""
         out = list(self.structure_errors)
-        limit = thresholds.one_step_ulp(self.config.dtype)
+        limit, unit = self.limit, self.unit
         if self.param_ulp > limit:
-            out.append(f"param one-step {self.param_ulp:.3g} ULP > {limit:g} at {self.param_where}")
+            out.append(f"param one-step {self.param_ulp:.3g} {unit} > {limit:g} at {self.param_where}")
         if self.state_ulp > limit:
-            out.append(f"state one-step {self.state_ulp:.3g} ULP > {limit:g} at {self.state_where}")
-        traj_limit = thresholds.trajectory_rel(self.config.dtype)
+            out.append(f"state one-step {self.state_ulp:.3g} {unit} > {limit:g} at {self.state_where}")
+        traj_limit = thresholds.trajectory_rel(self.config.dtype, self.config.optimizer)
         if self.trajectory > traj_limit:
             out.append(f"trajectory {self.trajectory:.3g} > {traj_limit:g}")
         return "; ".join(out)
@@ -78,6 +89,7 @@ class Result:
             "configuration": self.config.label,
             "dtype": self.config.dtype,
             "steps": self.config.steps,
+            "unit": self.unit,
             "param_ulp": self.param_ulp,
             "param_where": self.param_where,
             "state_ulp": self.state_ulp,
@@ -167,7 +179,14 @@ def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> 
 
 
 def run_config(cfg: Config) -> Result:
-    """Run one configuration: torch twin, teacher-forced refoptim, free-running refoptim."""
+    """Run one configuration: torch twin, teacher-forced refoptim, free-running refoptim.
+
+    Configurations of the optimizers that are not elementwise (and sparse gradients) go to
+    their own harness, ``refoptim.testing.conformance_<module>`` (see ``matrix.EXTENSIONS``).
+    """
+    module = extension_for(cfg)
+    if module is not None:
+        return module.run_config(cfg)
     start = time.perf_counter()
     result = Result(cfg)
     values = initial_values(cfg)
