@@ -65,3 +65,9 @@ def test_conformance_command_includes_the_schedulers(capsys):
     assert "every lr, momentum, betas == torch's" in text
     rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0] in CONFIGS]
     assert len(rows) == 3 * len(CONFIGS) and all(line.rstrip().endswith("pass") for line in rows)
+    from refoptim.testing.swa import AVERAGING, SWALR_CASES
+
+    swalr = [line for line in text.splitlines() if line.startswith("SWALR ")]
+    averaged = [line for line in text.splitlines() if line.startswith("AveragedModel ")]
+    assert len(swalr) == len(SWALR_CASES) and len(averaged) == 2 * len(AVERAGING)
+    assert all(line.rstrip().endswith("pass") for line in swalr + averaged)

@@ -1,9 +1,13 @@
-"""Command line: ``python -m refoptim conformance`` (and more subcommands as they land).
+"""Command line: ``python -m refoptim conformance`` and ``python -m refoptim plot``.
 
 ``conformance`` runs the whole configuration matrix against the installed torch, prints
 one row per configuration as it completes (optimizer, configuration, dtype, steps, worst
 one-step error on parameters and on state in ULP, trajectory error, pass/fail), a total
 line, and exits 1 on any failure, 2 when torch is missing.
+
+``plot SCHEDULER [name=value ...] -o FILE.png`` draws a learning-rate schedule (and the
+cycled momentum) over the steps, one line per parameter group; it needs matplotlib
+(``pip install "refoptim[plot]"``) and exits 2 without it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ import time
 from typing import Any
 
 from . import TORCH_VERSION
+
+
+def _figure(value: float, unit: str) -> str:
+    """A one-step figure: ULP as a short number, relative errors marked ``r``."""
+    return f"{value:.3g}" if unit == "ULP" else f"{value:.1e}r"
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -47,7 +56,7 @@ def _conformance(args: argparse.Namespace) -> int:
     width = min(width, args.width)
     header = (
         f"{'optimizer':<9} {'configuration':<{width}} {'dtype':<9} {'steps':>5} "
-        f"{'param ULP':>9} {'state ULP':>9} {'trajectory':>10}  result"
+        f"{'param':>9} {'state':>9} {'trajectory':>10}  result"
     )
     out = sys.stdout
     print(f"refoptim conformance against torch {torch.__version__}: {len(todo)} configurations", file=out)
@@ -56,6 +65,15 @@ def _conformance(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {v:g}" for k, v in thresholds.ONE_STEP_ULP.items())
         + "; trajectory (relative): "
         + ", ".join(f"{k} {v:g}" for k, v in thresholds.TRAJECTORY_REL.items()),
+        file=out,
+    )
+    print(
+        "param/state: worst teacher-forced one-step error, in ULP; figures marked r are relative errors, "
+        "for the optimizers that are not elementwise: "
+        + "; ".join(
+            f"{name} " + ", ".join(f"{k} {v:g}" for k, v in limits.items())
+            for name, limits in thresholds.ONE_STEP_REL.items()
+        ),
         file=out,
     )
     print(header, file=out)
@@ -75,13 +93,13 @@ def _conformance(args: argparse.Namespace) -> int:
         }[r.status]
         print(
             f"{cfg.optimizer:<9} {label:<{width}} {cfg.dtype:<9} {cfg.steps:>5} "
-            f"{r.param_ulp:>9.3g} {r.state_ulp:>9.3g} {r.trajectory:>10.2e}  {status}"
+            f"{_figure(r.param_ulp, r.unit):>9} {_figure(r.state_ulp, r.unit):>9} {r.trajectory:>10.2e}  {status}"
             f"   [{index}/{len(todo)}]",
             file=out,
             flush=True,
         )
         figure = max(r.param_ulp, r.state_ulp)
-        if not worst or figure > worst["figure"]:
+        if r.unit == "ULP" and (not worst or figure > worst["figure"]):
             worst = {"figure": figure, "result": r}
     failed = [r for r in results if r.status in ("fail", "unexpected-pass")]
     known = [r for r in results if r.status == "known"]
@@ -89,21 +107,25 @@ def _conformance(args: argparse.Namespace) -> int:
     if not args.optimizer and not args.no_schedulers:
         scheduler_rows, scheduler_failures = _schedulers(out)
         failed += scheduler_failures
+        swa_rows, swa_failures = _swa_utils(out)
+        scheduler_rows += swa_rows
+        failed += swa_failures
     elapsed = time.perf_counter() - start
     print("-" * len(header), file=out)
-    print("worst per optimizer and dtype (param ULP / state ULP / trajectory):", file=out)
-    summary: dict[tuple[str, str], list[float]] = {}
+    print("worst per optimizer and dtype (param / state one-step error / trajectory):", file=out)
+    summary: dict[tuple[str, str, str], list[float]] = {}
     for r in results:
-        row = summary.setdefault((r.config.optimizer, r.config.dtype), [0.0, 0.0, 0.0])
+        key = (r.config.optimizer + (" (sparse)" if r.config.objective == "sparse" else ""), r.config.dtype, r.unit)
+        row = summary.setdefault(key, [0.0, 0.0, 0.0])
         row[0], row[1], row[2] = max(row[0], r.param_ulp), max(row[1], r.state_ulp), max(row[2], r.trajectory)
-    for (name, dtype), (p_ulp, s_ulp, traj) in summary.items():
-        print(f"  {name:<9} {dtype:<9} {p_ulp:>5.3g} / {s_ulp:<5.3g} / {traj:.2e}", file=out)
+    for (name, dtype, unit), (p_ulp, s_ulp, traj) in summary.items():
+        print(f"  {name:<18} {dtype:<9} {_figure(p_ulp, unit):>7} / {_figure(s_ulp, unit):<7} / {traj:.2e}", file=out)
     if worst:
         w = worst["result"]
         where = w.param_where if w.param_ulp >= w.state_ulp else w.state_where
         where = f", {where}" if where else ""
         print(
-            f"worst one-step error: {worst['figure']:.3g} ULP ({w.config.optimizer}, {w.config.label}, "
+            f"worst one-step error of the elementwise optimizers: {worst['figure']:.3g} ULP ({w.config.optimizer}, {w.config.label}, "
             f"{w.config.dtype}{where})",
             file=out,
         )
@@ -123,6 +145,7 @@ def _conformance(args: argparse.Namespace) -> int:
                     "torch": torch.__version__,
                     "thresholds": {
                         "one_step_ulp": thresholds.ONE_STEP_ULP,
+                        "one_step_rel": thresholds.ONE_STEP_REL,
                         "trajectory_rel": thresholds.TRAJECTORY_REL,
                     },
                     "results": [r.as_dict() for r in results],
@@ -151,6 +174,63 @@ def _schedulers(out: Any) -> tuple[int, list[str]]:
     return rows, failures
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from .plot import EXAMPLES, draw, parse_arguments, trace
+
+    try:
+        arguments = parse_arguments((EXAMPLES[args.scheduler] if args.example else []) + args.arguments)
+        values = trace(
+            args.scheduler,
+            arguments,
+            lrs=args.lr or [0.1],
+            steps=args.steps,
+            optimizer=args.optimizer,
+            metric=args.metric,
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        draw(values, args.output, width=args.width, height=args.height, dpi=args.dpi)
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cycled = f" and {values.momentum_name}" if values.momentum is not None else ""
+    print(
+        f"wrote {args.output}: {values.title}, lr{cycled} over {values.steps} steps, "
+        f"{len(values.lr)} parameter group{'s' if len(values.lr) != 1 else ''} "
+        f"({round(args.width * args.dpi)}x{round(args.height * args.dpi)} px)"
+    )
+    return 0
+
+
+def _swa_utils(out: Any) -> tuple[int, list[str]]:
+    """SWALR's lrs ``==`` torch's, and AveragedModel's averages bitwise equal to torch's."""
+    import numpy as np
+
+    from .testing.swa import AVERAGING, AVERAGING_UPDATES, SWALR_CASES, SWALR_STEPS, run_averaging, run_swalr
+
+    print("-" * 60, file=out)
+    print(f"{'swa_utils':<44} {'steps':>5}  result (== torch's)", file=out)
+    rows, failures = 0, []
+    for strategy, epochs, groups, as_list in SWALR_CASES:
+        name = f"SWALR {strategy}, anneal_epochs={epochs}, {groups} group{'s' if groups > 1 else ''}{', swa_lr list' if as_list else ''}"
+        reason = run_swalr(strategy, epochs, groups, as_list)
+        rows += 1
+        if reason:
+            failures.append(name)
+        print(f"{name:<44} {SWALR_STEPS:>5}  {'FAIL: ' + reason if reason else 'pass'}", file=out, flush=True)
+    for avg in sorted(AVERAGING):
+        for dtype in (np.float32, np.float64):
+            name = f"AveragedModel {avg} {np.dtype(dtype).name}"
+            reason = run_averaging(avg, dtype)
+            rows += 1
+            if reason:
+                failures.append(name)
+            print(f"{name:<44} {AVERAGING_UPDATES:>5}  {'FAIL: ' + reason if reason else 'pass'}", file=out, flush=True)
+    return rows, failures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m refoptim``."""
     parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
@@ -164,9 +244,33 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument(
         "--no-schedulers", action="store_true", help="skip the schedulers (they also run only without --optimizer)"
     )
+    from .plot import DEFAULT_METRIC, SCHEDULERS
+
+    plot = sub.add_parser(
+        "plot",
+        help="draw a learning-rate schedule as PNG",
+        description="Draw SCHEDULER's lr (and cycled momentum) over the steps, one line per parameter group. "
+        "Scheduler arguments are name=value with Python values, e.g.: "
+        "plot StepLR step_size=30 gamma=0.1 --lr 0.05 -o steplr.png; "
+        "plot SequentialLR 'schedulers=[ConstantLR(factor=0.1, total_iters=20), ExponentialLR(gamma=0.9)]' "
+        "milestones=[20] -o seq.png; plot LambdaLR 'lr_lambda=lambda e: 0.95 ** e' -o lambda.png",
+    )
+    plot.add_argument("scheduler", choices=SCHEDULERS, metavar="SCHEDULER", help="one of: " + ", ".join(SCHEDULERS))
+    plot.add_argument("arguments", nargs="*", metavar="name=value", help="the scheduler's arguments")
+    plot.add_argument("--example", action="store_true", help="start from refoptim.plot.EXAMPLES' arguments for SCHEDULER")
+    plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the PNG")
+    plot.add_argument("--lr", type=float, action="append", help="a parameter group's initial lr (repeat for more groups; default 0.1)")
+    plot.add_argument("--steps", type=int, help="steps to draw (default: OneCycleLR's total_steps, else 100)")
+    plot.add_argument("--optimizer", choices=["SGD", "Adam"], default="SGD", help="SGD (momentum 0.9) or Adam, whose momentum/beta1 a cycling scheduler drives")
+    plot.add_argument("--metric", default=DEFAULT_METRIC, help=f"ReduceLROnPlateau's metric as an expression in epoch (default: {DEFAULT_METRIC})")
+    plot.add_argument("--width", type=float, default=6.4, help="inches (default 6.4)")
+    plot.add_argument("--height", type=float, default=4.0, help="inches (default 4.0)")
+    plot.add_argument("--dpi", type=int, default=100, help="dots per inch (default 100)")
     args = parser.parse_args(argv)
     if args.command == "conformance":
         return _conformance(args)
+    if args.command == "plot":
+        return _plot(args)
     parser.error(f"unknown command {args.command}")
     return 2
 
