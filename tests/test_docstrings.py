@@ -7,12 +7,13 @@ import pytest
 import refoptim
 import refoptim.functional
 import refoptim.lr_scheduler
+import refoptim.plot
 import refoptim.swa_utils
 import refoptim.testing.matrix
 import refoptim.testing.metrics
 import refoptim.testing.thresholds
 
-MODULES = [refoptim, refoptim.functional, refoptim.lr_scheduler, refoptim.swa_utils, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
+MODULES = [refoptim, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.swa_utils, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
 
 
 def _public(module):

@@ -147,3 +147,18 @@ def test_cli_without_matplotlib_says_how_to_install(tmp_path, capsys, monkeypatc
     assert main(["plot", "StepLR", "step_size=3", "-o", str(path)]) == 2
     assert 'pip install "refoptim[plot]"' in capsys.readouterr().err
     assert not path.exists()
+
+
+def test_the_readme_plot_commands_run(tmp_path):
+    import pathlib
+    import shlex
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    commands = [line.split("#")[0] for line in readme.splitlines() if line.startswith("python -m refoptim plot ")]
+    assert len(commands) >= 3
+    for command in commands:
+        argv = shlex.split(command)[3:]
+        out = tmp_path / argv[argv.index("-o") + 1]
+        argv[argv.index("-o") + 1] = str(out)
+        assert main(argv) == 0, command
+        assert png_size(out) == (640, 400)
