@@ -1,4 +1,4 @@
-"""Command line: ``python -m refoptim conformance`` and ``python -m refoptim plot``.
+"""Command line: ``python -m refoptim conformance``, ``plot`` and ``bench``.
 
 ``conformance`` runs the whole configuration matrix against the installed torch, prints
 one row per configuration as it completes (optimizer, configuration, dtype, steps, worst
@@ -8,6 +8,8 @@ line, and exits 1 on any failure, 2 when torch is missing.
 ``plot SCHEDULER [name=value ...] -o FILE.png`` draws a learning-rate schedule (and the
 cycled momentum) over the steps, one line per parameter group; it needs matplotlib
 (``pip install "refoptim[plot]"``) and exits 2 without it.
+
+``bench`` times refoptim's step against torch's (see :mod:`refoptim.bench`).
 """
 
 from __future__ import annotations
@@ -208,7 +210,14 @@ def _swa_utils(out: Any) -> tuple[int, list[str]]:
     """SWALR's lrs ``==`` torch's, and AveragedModel's averages bitwise equal to torch's."""
     import numpy as np
 
-    from .testing.swa import AVERAGING, AVERAGING_UPDATES, SWALR_CASES, SWALR_STEPS, run_averaging, run_swalr
+    from .testing.swa import (
+        AVERAGING,
+        AVERAGING_UPDATES,
+        SWALR_CASES,
+        SWALR_STEPS,
+        run_averaging,
+        run_swalr,
+    )
 
     print("-" * 60, file=out)
     print(f"{'swa_utils':<44} {'steps':>5}  result (== torch's)", file=out)
@@ -231,6 +240,35 @@ def _swa_utils(out: Any) -> tuple[int, list[str]]:
     return rows, failures
 
 
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ImportError:
+        print(
+            f"refoptim bench compares against PyTorch {TORCH_VERSION}, which is not installed.\n"
+            f"Install it with:  pip install torch=={TORCH_VERSION}",
+            file=sys.stderr,
+        )
+        return 2
+    from .bench import OPTIMIZERS, run
+
+    unknown = [n for n in args.optimizer or [] if n not in OPTIMIZERS]
+    if unknown:
+        print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(OPTIMIZERS)}", file=sys.stderr)
+        return 2
+    rows = run(args.optimizer, args.workload, args.repeats)
+    if args.json:
+        import torch
+
+        with open(args.json, "w") as fh:
+            json.dump(
+                {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": [r.as_dict() for r in rows]},
+                fh,
+                indent=1,
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m refoptim``."""
     parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
@@ -244,6 +282,18 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument(
         "--no-schedulers", action="store_true", help="skip the schedulers (they also run only without --optimizer)"
     )
+    from .bench import DEFAULT_OPTIMIZERS, WORKLOADS
+
+    bench = sub.add_parser("bench", help="step time and memory against torch's single-tensor, foreach and fused paths")
+    bench.add_argument("--optimizer", action="append", help=f"only this optimizer (repeatable; default {', '.join(DEFAULT_OPTIMIZERS)})")
+    bench.add_argument(
+        "--workload",
+        action="append",
+        choices=list(WORKLOADS),
+        help="a: 1x10M, b: 1000x1000, c: 100x100k, d: 1x100M float32 elements (repeatable; default a, b, c)",
+    )
+    bench.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
+    bench.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     from .plot import DEFAULT_METRIC, SCHEDULERS
 
     plot = sub.add_parser(
@@ -271,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         return _conformance(args)
     if args.command == "plot":
         return _plot(args)
+    if args.command == "bench":
+        return _bench(args)
     parser.error(f"unknown command {args.command}")
     return 2
 
