@@ -154,6 +154,8 @@ class Adadelta(Optimizer):
       routed into this rule, whole trajectories are bit-identical to torch's.
     """
 
+    _sparse_grad_error = (RuntimeError, "Adadelta does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

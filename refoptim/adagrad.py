@@ -3,11 +3,12 @@ root of the summed squared gradients."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._backend import (
-    to_scalar,
     array_namespace,
+    assign,
     back_to_complex,
     device_of,
     is_array,
@@ -15,9 +16,11 @@ from ._backend import (
     numel,
     real_views,
     scalar,
+    to_scalar,
 )
 from ._primitives import add, addcdiv_, addcmul_
 from .optimizer import Optimizer
+from .sparse import SparseGrad, gather_rows, scatter_rows
 
 __all__ = ["Adagrad", "adagrad_init", "adagrad_step"]
 
@@ -69,6 +72,9 @@ def adagrad_step(
         \tilde\gamma &\leftarrow \gamma / (1 + (t - 1)\eta) \\
         s &\leftarrow s + g^2 \\
         \theta &\leftarrow \theta - \tilde\gamma\, \frac{g}{\sqrt{s} + \epsilon}
+
+    ``grad`` may be a :class:`refoptim.SparseGrad`: then only the rows it names change
+    (see :class:`Adagrad`).
     """
     xp = array_namespace(param)
     lr = to_scalar(lr)
@@ -80,10 +86,15 @@ def adagrad_step(
         grad = -grad
 
     if weight_decay != 0:
+        if isinstance(grad, SparseGrad):
+            raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
         grad = add(grad, param, alpha=weight_decay)
 
     # A 0-d array lr stays an array here, as in torch: clr is then computed in its dtype.
     clr = lr / (1 + (step - 1) * lr_decay)
+
+    if isinstance(grad, SparseGrad):
+        return _sparse_adagrad_update(param, grad, state, clr=clr, eps=eps)
 
     state_sum = state["sum"]
     complex_param = is_complex(xp, param)
@@ -98,6 +109,43 @@ def adagrad_step(
         param, state_sum = back_to_complex(xp, originals, (param, state_sum))
     state["sum"] = state_sum
     return param
+
+
+_SPARSE_WEIGHT_DECAY_ERROR = "weight_decay option is not compatible with sparse gradients"
+
+
+def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], *, clr: Any, eps: float) -> Any:
+    r"""torch's sparse branch of ``_single_tensor_adagrad`` (``step`` already counted, the
+    gradient already negated for ``maximize``)::
+
+        grad = grad.coalesce()
+        state_sum.add_(_make_sparse(grad, grad_indices, grad_values.pow(2)))
+        std_values = state_sum.sparse_mask(grad)._values().sqrt_().add_(eps)
+        param.add_(_make_sparse(grad, grad_indices, grad_values / std_values), alpha=-clr)
+
+    On the rows ``i`` of the coalesced gradient: ``s_i += g_i * g_i``, then
+    ``theta_i = fma(-clr, g_i / (sqrt(s_i) + eps), theta_i)``. A complex parameter stays
+    complex here (no real view, unlike the dense path): ``s`` accumulates the complex
+    square ``g * g`` and ``sqrt`` is the complex square root, as in torch.
+    """
+    xp = array_namespace(param)
+    grad = grad.coalesce()
+    rows = grad.linear_indices()
+    values = grad.values
+    shape = tuple(param.shape)
+    flat_shape = (math.prod(shape[: grad.sparse_dim]),) + shape[grad.sparse_dim :]
+
+    state_sum = state["sum"]
+    sum_flat = xp.reshape(state_sum, flat_shape)
+    new_sum = gather_rows(sum_flat, rows) + values * values
+    sum_flat = scatter_rows(sum_flat, rows, new_sum)
+    state["sum"] = assign(state_sum, xp.reshape(sum_flat, shape))
+
+    std_values = xp.sqrt(new_sum) + eps
+    param_flat = xp.reshape(param, flat_shape)
+    updated = add(gather_rows(param_flat, rows), values / std_values, alpha=-scalar(clr))
+    param_flat = scatter_rows(param_flat, rows, updated)
+    return assign(param, xp.reshape(param_flat, shape))
 
 
 class Adagrad(Optimizer):
@@ -156,7 +204,27 @@ class Adagrad(Optimizer):
       on some elements (about one float32 value in five, 0-d tensors included);
       refoptim's is correctly rounded. It is the only difference: with torch's ``sqrt``
       routed into this rule, whole trajectories are bit-identical to torch's.
+
+    Sparse gradients (:class:`refoptim.SparseGrad`) are accepted, as torch accepts them:
+    the gradient is coalesced (duplicates summed in torch's order), ``sum`` grows by
+    ``g * g`` on its rows only, and those rows of the parameter move by
+    ``-clr * g / (sqrt(sum) + eps)`` (one fused multiply-add, torch's dense-plus-sparse
+    kernel); every other row, of the parameter and of ``sum``, stays as it is, while
+    ``step`` counts every step. Torch quirks of this path, reproduced: ``weight_decay != 0``
+    raises ``RuntimeError: weight_decay option is not compatible with sparse gradients``
+    (torch raises it after counting the step; refoptim before changing anything);
+    ``fused=True`` raises ``RuntimeError: `fused` does not support sparse grad or complex
+    param``; a complex parameter is *not* viewed as real pairs here: ``sum`` accumulates the
+    complex square ``g * g`` and the denominator is the complex ``sqrt(sum) + eps``.
     """
+
+    _supports_sparse_grad = True
+
+    def _check_sparse_grad(self, p: Any, grad: SparseGrad, group: dict[str, Any]) -> None:
+        if group["weight_decay"] != 0:
+            raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
+        if group["fused"]:
+            raise RuntimeError("`fused` does not support sparse grad or complex param")
 
     def __init__(
         self,

@@ -175,6 +175,8 @@ class Adam(Optimizer):
       refoptim's is correctly rounded. The conformance suite measures the difference.
     """
 
+    _sparse_grad_error = (RuntimeError, "Adam does not support sparse gradients, please consider SparseAdam instead")
+
     def __init__(
         self,
         params: Any,

@@ -161,6 +161,8 @@ class Adamax(Optimizer):
       beta1**t)`` as torch's ``float / tensor``: a reciprocal, then a multiplication.
     """
 
+    _sparse_grad_error = (RuntimeError, "Adamax does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

@@ -46,6 +46,8 @@ class AdamW(Adam):
     signature parity; refoptim always computes torch's single-tensor path.
     """
 
+    _sparse_grad_error = (RuntimeError, "Adam does not support sparse gradients, please consider SparseAdam instead")
+
     def __init__(
         self,
         params: Any,

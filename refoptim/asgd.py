@@ -195,6 +195,8 @@ class ASGD(Optimizer):
     * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}`.
     """
 
+    _sparse_grad_error = (RuntimeError, "ASGD does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

@@ -189,6 +189,8 @@ class NAdam(Optimizer):
       refoptim's is correctly rounded. The conformance suite measures the difference.
     """
 
+    _sparse_grad_error = (RuntimeError, "NAdam does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

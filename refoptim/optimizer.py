@@ -29,6 +29,7 @@ from ._backend import (
     typename,
 )
 from .parameter import Parameter
+from .sparse import SparseGrad
 
 __all__ = [
     "Optimizer",
@@ -348,8 +349,12 @@ class Optimizer:
                     if set_to_none:
                         p.grad = None
                     else:
-                        # torch's grad.zero_(): in place where writeable
-                        p.grad = assign(p.grad, array_namespace(p.grad).zeros_like(p.grad))
+                        if isinstance(p.grad, SparseGrad):
+                            # torch's sparse grad.zero_(): no entries left
+                            p.grad = p.grad.zero_()
+                        else:
+                            # torch's grad.zero_(): in place where writeable
+                            p.grad = assign(p.grad, array_namespace(p.grad).zeros_like(p.grad))
 
     # ------------------------------------------------------------------ stepping
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Parameter, Any]]]]:
@@ -357,7 +362,9 @@ class Optimizer:
 
         Checks each parameter that has a gradient: a floating dtype, the optimizer's
         namespace and device; and its gradient: an array of the same namespace, device,
-        dtype and shape. The first failure raises, naming the parameter.
+        dtype and shape, or a :class:`SparseGrad` whose values are (only for an optimizer
+        with ``_supports_sparse_grad``; any other raises torch's ``_sparse_grad_error``).
+        The first failure raises, naming the parameter.
         """
         reference = self._reference()
         plan = []
@@ -369,32 +376,69 @@ class Optimizer:
                     continue
                 label = self._label(gi, i, p)
                 self._check_param(p, label, reference)
+                if isinstance(grad, SparseGrad):
+                    if not type(self)._supports_sparse_grad:
+                        error, message = self._sparse_grad_message()
+                        raise error(message)
+                    self._check_grad_array(grad.values, grad.dtype, grad.shape, p, label)
+                    self._check_sparse_grad(p, grad, group)
+                    pairs.append((p, grad))
+                    continue
+                self._check_dense_grad(p, grad, group)
                 if not is_array(grad):
                     raise TypeError(f"gradient of parameter {label} is a {typename(grad)}, not an array")
-                xp = array_namespace(p.data)
-                if array_namespace(grad) is not xp:
-                    raise TypeError(
-                        f"gradient of parameter {label} is an array of {namespace_name(array_namespace(grad))} "
-                        f"but the parameter is an array of {namespace_name(xp)}"
-                    )
-                if device_of(grad) != device_of(p.data):
-                    raise RuntimeError(
-                        f"gradient of parameter {label} is on device {device_of(grad)} "
-                        f"but the parameter is on device {device_of(p.data)}"
-                    )
-                if grad.dtype != p.data.dtype:
-                    raise RuntimeError(
-                        f"gradient of parameter {label} has dtype {grad.dtype} "
-                        f"but the parameter has dtype {p.data.dtype}"
-                    )
-                if tuple(grad.shape) != tuple(p.data.shape):
-                    raise RuntimeError(
-                        f"gradient of parameter {label} has shape {tuple(grad.shape)} "
-                        f"but the parameter has shape {tuple(p.data.shape)}"
-                    )
+                self._check_grad_array(grad, grad.dtype, grad.shape, p, label)
                 pairs.append((p, grad))
             plan.append((group, pairs))
         return plan
+
+    @staticmethod
+    def _check_grad_array(grad: Any, dtype: Any, shape: tuple, p: Parameter, label: str) -> None:
+        """A gradient (a sparse gradient's values) against its parameter: namespace,
+        device, dtype (``dtype``) and shape (``shape``, the dense shape)."""
+        xp = array_namespace(p.data)
+        if array_namespace(grad) is not xp:
+            raise TypeError(
+                f"gradient of parameter {label} is an array of {namespace_name(array_namespace(grad))} "
+                f"but the parameter is an array of {namespace_name(xp)}"
+            )
+        if device_of(grad) != device_of(p.data):
+            raise RuntimeError(
+                f"gradient of parameter {label} is on device {device_of(grad)} "
+                f"but the parameter is on device {device_of(p.data)}"
+            )
+        if dtype != p.data.dtype:
+            raise RuntimeError(
+                f"gradient of parameter {label} has dtype {dtype} "
+                f"but the parameter has dtype {p.data.dtype}"
+            )
+        if tuple(shape) != tuple(p.data.shape):
+            raise RuntimeError(
+                f"gradient of parameter {label} has shape {tuple(shape)} "
+                f"but the parameter has shape {tuple(p.data.shape)}"
+            )
+
+    # ------------------------------------------------------------------ sparse gradients
+    _supports_sparse_grad: bool = False
+    """Whether ``step`` accepts a :class:`refoptim.SparseGrad` (torch's SGD, Adagrad and
+    SparseAdam do)."""
+
+    _sparse_grad_error: tuple[type[Exception], str] | None = None
+    """torch's error for a sparse gradient given to an optimizer that refuses it, as
+    ``(type, message)``; ``None`` means ``RuntimeError("<class name> does not support sparse
+    gradients")``, the message most of torch's optimizers use."""
+
+    def _sparse_grad_message(self) -> tuple[type[Exception], str]:
+        if self._sparse_grad_error is not None:
+            return self._sparse_grad_error
+        return RuntimeError, f"{type(self).__name__} does not support sparse gradients"
+
+    def _check_sparse_grad(self, p: Parameter, grad: SparseGrad, group: dict[str, Any]) -> None:
+        """Checks an optimizer that accepts sparse gradients makes on one before the step
+        changes anything (torch's errors for options a sparse gradient cannot meet)."""
+
+    def _check_dense_grad(self, p: Parameter, grad: Any, group: dict[str, Any]) -> None:
+        """Checks on a dense gradient before the step (SparseAdam refuses them)."""
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform a single optimization step and return the closure's loss (or ``None``).

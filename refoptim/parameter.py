@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import array_namespace, device_of, is_array, typename
+from .sparse import SparseGrad
 
 __all__ = ["Parameter"]
 
@@ -16,7 +17,9 @@ class Parameter:
         data: an array of any Array API library (NumPy, CuPy, array-api-strict, ...).
         name: an optional name, used in error messages and shown by ``repr``.
 
-    ``grad`` starts as ``None``. Assigning a gradient checks it against ``data`` as torch
+    ``grad`` starts as ``None``; it holds a dense array or a :class:`refoptim.SparseGrad`
+    (a sparse COO gradient, whose values must match ``data``'s namespace, device and dtype
+    and whose dense shape must be ``data``'s). Assigning a gradient checks it against ``data`` as torch
     2.13 does (``RuntimeError: attempting to assign a gradient of size ...``, and likewise
     for a different dtype or device; ``TypeError`` for something that is not an array);
     an optimizer step checks again, because ``data`` may have been rebound since. Optimizers update ``data`` in place where the array is
@@ -62,31 +65,40 @@ class Parameter:
     @grad.setter
     def grad(self, value: Any) -> None:
         if value is not None:
+            if isinstance(value, SparseGrad):
+                self._check_grad(value.values, value.dtype, value.shape)
+                self._grad = value
+                return
             if not is_array(value):
                 raise TypeError(
                     f"assigned grad expected to be an array or None but got grad of type {typename(value)}"
                 )
-            if array_namespace(value) is not array_namespace(self._data):
-                raise TypeError(
-                    "assigned grad is an array of a different namespace: "
-                    f"{array_namespace(value).__name__} vs {array_namespace(self._data).__name__}"
-                )
-            if device_of(value) != device_of(self._data):
-                raise RuntimeError(
-                    f"attempting to assign a gradient located on device '{device_of(value)}' to a "
-                    f"parameter located on device '{device_of(self._data)}'"
-                )
-            if value.dtype != self._data.dtype:
-                raise RuntimeError(
-                    f"attempting to assign a gradient with dtype '{value.dtype}' to a parameter with "
-                    f"dtype '{self._data.dtype}'. The gradient must match the parameter's dtype"
-                )
-            if tuple(value.shape) != tuple(self._data.shape):
-                raise RuntimeError(
-                    f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor of size "
-                    f"'{list(self._data.shape)}'. Please ensure that the gradient and the tensor are the same size"
-                )
+            self._check_grad(value, value.dtype, value.shape)
         self._grad = value
+
+    def _check_grad(self, value: Any, dtype: Any, shape: tuple) -> None:
+        """torch's checks on an assigned gradient: ``value`` is the array (a sparse
+        gradient's values), ``dtype`` and ``shape`` the gradient's."""
+        if array_namespace(value) is not array_namespace(self._data):
+            raise TypeError(
+                "assigned grad is an array of a different namespace: "
+                f"{array_namespace(value).__name__} vs {array_namespace(self._data).__name__}"
+            )
+        if device_of(value) != device_of(self._data):
+            raise RuntimeError(
+                f"attempting to assign a gradient located on device '{device_of(value)}' to a "
+                f"parameter located on device '{device_of(self._data)}'"
+            )
+        if dtype != self._data.dtype:
+            raise RuntimeError(
+                f"attempting to assign a gradient with dtype '{dtype}' to a parameter with "
+                f"dtype '{self._data.dtype}'. The gradient must match the parameter's dtype"
+            )
+        if tuple(shape) != tuple(self._data.shape):
+            raise RuntimeError(
+                f"attempting to assign a gradient of size '{list(shape)}' to a tensor of size "
+                f"'{list(self._data.shape)}'. Please ensure that the gradient and the tensor are the same size"
+            )
 
     @property
     def shape(self) -> tuple:

@@ -186,6 +186,8 @@ class RAdam(Optimizer):
       refoptim's is correctly rounded. The conformance suite measures the difference.
     """
 
+    _sparse_grad_error = (RuntimeError, "RAdam does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

@@ -171,6 +171,8 @@ class RMSprop(Optimizer):
       refoptim's is correctly rounded. The conformance suite measures the difference.
     """
 
+    _sparse_grad_error = (RuntimeError, "RMSprop does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

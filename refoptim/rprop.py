@@ -158,6 +158,8 @@ class Rprop(Optimizer):
       ``prev``, which makes the next step's sign test 0 there too.
     """
 
+    _sparse_grad_error = (RuntimeError, "Rprop does not support sparse gradients")
+
     def __init__(
         self,
         params: Any,

@@ -7,6 +7,7 @@ from typing import Any
 from ._backend import array_namespace, is_array, numel, scalar
 from ._primitives import add, add_, mul_
 from .optimizer import Optimizer
+from .sparse import SparseGrad, add_sparse_
 
 __all__ = ["SGD", "sgd_step"]
 
@@ -47,7 +48,12 @@ def sgd_step(
 
     Quirk reproduced: the first momentum buffer is a copy of the gradient, so dampening
     does not act on the first step.
+
+    ``grad`` may be a :class:`refoptim.SparseGrad` (see :class:`SGD` for what torch allows
+    with one).
     """
+    if isinstance(grad, SparseGrad):
+        return _sparse_sgd_step(param, grad, lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize)
     xp = array_namespace(param)
     if maximize:
         grad = -grad
@@ -63,6 +69,27 @@ def sgd_step(
         state["momentum_buffer"] = buf
         grad = add(grad, buf, alpha=momentum) if nesterov else buf
     return add_(param, grad, alpha=-scalar(lr))
+
+
+_SPARSE_WEIGHT_DECAY_ERROR = "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
+_SPARSE_MOMENTUM_ERROR = (
+    "refoptim's SGD does not support momentum with sparse gradients: torch 2.13 accepts it "
+    "and keeps a sparse momentum buffer whose entries follow its sparse-sparse addition "
+    "rules, which refoptim does not reproduce"
+)
+
+
+def _sparse_sgd_step(param: Any, grad: SparseGrad, *, lr: Any, momentum: float, weight_decay: Any, maximize: bool) -> Any:
+    r"""torch's ``_single_tensor_sgd`` with a sparse gradient and no momentum:
+    ``param.add_(grad, alpha=-lr)``, every stored entry applied in storage order with a
+    fused multiply-add, duplicates one after another (the gradient is not coalesced)."""
+    if weight_decay != 0:
+        raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
+    if momentum != 0:
+        raise NotImplementedError(_SPARSE_MOMENTUM_ERROR)
+    if maximize:
+        grad = -grad
+    return add_sparse_(param, grad, alpha=-scalar(lr))
 
 
 class SGD(Optimizer):
@@ -104,7 +131,31 @@ class SGD(Optimizer):
       (torch's fused ``add(alpha=)``);
     * complex parameters are updated in complex arithmetic (SGD does not view them as
       real pairs).
+
+    Sparse gradients (:class:`refoptim.SparseGrad`) are accepted, as torch accepts them:
+    the step is ``param.add_(grad, alpha=-lr)`` with torch's CPU dense-plus-sparse kernel,
+    which applies every stored entry in storage order with one fused multiply-add and does
+    *not* coalesce: an index stored twice moves the parameter twice, each step rounded,
+    which can differ in the last bit from one step with the summed gradient. Without
+    duplicates the result is bit for bit the dense step with the densified gradient.
+    As in torch, ``weight_decay != 0`` with a sparse gradient raises ``RuntimeError:
+    add(sparse, dense) is not supported. Use add(dense, sparse) instead.``, and
+    ``fused=True`` raises ``RuntimeError: `_fused_sgd` does not support sparse
+    gradients``. Not reproduced: momentum with sparse gradients, which torch runs with a
+    sparse momentum buffer (its indices grow with every step whose indices differ);
+    refoptim raises ``NotImplementedError`` instead. Unlike torch, these errors come before
+    any parameter changes.
     """
+
+    _supports_sparse_grad = True
+
+    def _check_sparse_grad(self, p: Any, grad: SparseGrad, group: dict[str, Any]) -> None:
+        if group["fused"]:
+            raise RuntimeError("`_fused_sgd` does not support sparse gradients")
+        if group["weight_decay"] != 0:
+            raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
+        if group["momentum"] != 0:
+            raise NotImplementedError(_SPARSE_MOMENTUM_ERROR)
 
     def __init__(
         self,

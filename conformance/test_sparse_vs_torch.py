@@ -1,0 +1,164 @@
+"""Sparse gradients against live torch 2.13: SparseAdam, SGD and Adagrad with sparse
+gradients (every configuration of ``refoptim.testing.conformance_sparse``), coalescing
+bit for bit, and torch's error messages."""
+
+
+import numpy as np
+import pytest
+import torch
+
+import refoptim
+from refoptim.sparse import SparseGrad, add_sparse_, torch_cpu_sort_permutation
+from refoptim.sparse_adam import SparseAdam
+from refoptim.testing import conformance_sparse
+
+CONFIGS = conformance_sparse.configs(["SparseAdam", "SGD", "Adagrad"], ("float32", "float64", "complex64"), 50)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
+def test_sparse_config(cfg):
+    result = conformance_sparse.run_config(cfg)
+    assert result.passed, result.reason
+
+
+def _torch_sparse(idx, vals, shape):
+    return torch.sparse_coo_tensor(torch.from_numpy(idx), torch.from_numpy(vals), shape, check_invariants=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
+@pytest.mark.parametrize("sparse_dim", [1, 2])
+def test_coalesce_bit_identical(dtype, sparse_dim):
+    rng = np.random.default_rng(7)
+    shape = (6, 3, 2)
+    for trial in range(150):
+        nnz = int(rng.choice([0, 1, 2, 3, 8, 16, 17, 40, 120]))
+        span = int(rng.integers(1, 4))  # few distinct rows: runs of 3 and more
+        idx = np.stack([rng.integers(0, min(span, shape[d]), nnz) for d in range(sparse_dim)])
+        vshape = (nnz,) + shape[sparse_dim:]
+        vals = rng.standard_normal(vshape) * 10.0 ** rng.uniform(-6, 6, vshape)
+        if dtype.startswith("complex"):
+            vals = vals + 1j * rng.standard_normal(vshape) * 10.0 ** rng.uniform(-6, 6, vshape)
+        vals = vals.astype(dtype)
+        t = _torch_sparse(idx, vals, shape).coalesce()
+        r = SparseGrad(idx, vals, shape).coalesce()
+        assert np.array_equal(t._indices().numpy(), np.asarray(r.indices)), trial
+        assert t._values().numpy().tobytes() == np.asarray(r.values).tobytes(), trial
+        assert r.is_coalesced() and t.is_coalesced()
+        assert np.asarray(r.to_dense()).tobytes() == t.to_dense().numpy().tobytes()
+
+
+def test_torch_sort_permutation_matches():
+    rng = np.random.default_rng(3)
+    for n in [0, 1, 5, 16, 17, 40, 300, 5000]:
+        for span in (1, 3, 50):
+            keys = rng.integers(0, span, n)
+            for k in (keys, np.sort(keys), np.sort(keys)[::-1].copy()):
+                expect = torch.sort(torch.from_numpy(k))[1].numpy().tolist()
+                assert torch_cpu_sort_permutation(k.tolist()) == expect
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_add_sparse_storage_order(dtype):
+    """torch's dense.add_(sparse, alpha): fused, every entry in storage order, uncoalesced."""
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        nnz = int(rng.integers(0, 30))
+        idx = rng.integers(0, 3, (1, nnz))
+        vals = (rng.standard_normal((nnz, 2)) * 10.0 ** rng.uniform(-4, 4, (nnz, 1))).astype(dtype)
+        p0 = rng.standard_normal((3, 2)).astype(dtype)
+        alpha = -float(rng.uniform(0.01, 1))
+        t = torch.from_numpy(p0.copy())
+        t.add_(_torch_sparse(idx, vals, (3, 2)), alpha=alpha)
+        ours = add_sparse_(p0.copy(), SparseGrad(idx, vals, (3, 2)), alpha=alpha)
+        assert ours.tobytes() == t.numpy().tobytes()
+
+
+SPARSE_REFUSERS = ["Adadelta", "Adam", "AdamW", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop"]
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the type is compared
+        return type(e), str(e)
+    return None
+
+
+@pytest.mark.parametrize("name", SPARSE_REFUSERS)
+def test_refusal_message_equals_torch(name):
+    tp = torch.zeros(3, requires_grad=True)
+    topt = getattr(torch.optim, name)([tp])
+    tp.grad = _torch_sparse(np.array([[0, 2]]), np.array([1.0, 2.0], np.float32), (3,))
+    rp = refoptim.Parameter(np.zeros(3, np.float32))
+    ropt = getattr(refoptim, name)([rp])
+    rp.grad = SparseGrad(np.array([[0, 2]]), np.array([1.0, 2.0], np.float32), (3,))
+    assert _error(ropt.step) == _error(topt.step)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("SGD", {"weight_decay": 0.1}),
+        ("Adagrad", {"weight_decay": 0.1}),
+        ("SparseAdam", {}),  # dense gradient
+    ],
+)
+def test_option_errors_equal_torch(name, options):
+    tp = torch.zeros(3, requires_grad=True)
+    topt = getattr(torch.optim, name)([tp], **options)
+    rp = refoptim.Parameter(np.zeros(3, np.float32))
+    cls = SparseAdam if name == "SparseAdam" else getattr(refoptim, name)
+    ropt = cls([rp], **options)
+    if name == "SparseAdam":
+        tp.grad = torch.zeros(3)
+        rp.grad = np.zeros(3, np.float32)
+    else:
+        tp.grad = _torch_sparse(np.array([[0, 2]]), np.array([1.0, 2.0], np.float32), (3,))
+        rp.grad = SparseGrad(np.array([[0, 2]]), np.array([1.0, 2.0], np.float32), (3,))
+    assert _error(ropt.step) == _error(topt.step)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"lr": 0.0},
+        {"lr": -1.0},
+        {"eps": 0.0},
+        {"betas": (1.0, 0.9)},
+        {"betas": (0.9, -0.1)},
+        {"betas": (-0.1, 0.9)},
+        {"lr": np.array([0.1, 0.2], np.float32)},
+    ],
+)
+def test_sparse_adam_validation_equals_torch(options):
+    t_options = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    expect = _error(lambda: torch.optim.SparseAdam([torch.zeros(3, requires_grad=True)], **t_options))
+    assert expect is not None
+    assert _error(lambda: SparseAdam([refoptim.Parameter(np.zeros(3, np.float32))], **options)) == expect
+
+
+def test_sparse_adam_complex_equals_torch():
+    expect = _error(lambda: torch.optim.SparseAdam(
+        [torch.zeros(2, requires_grad=True), torch.zeros(2, dtype=torch.complex64, requires_grad=True)]))
+    got = _error(lambda: SparseAdam(
+        [refoptim.Parameter(np.zeros(2, np.float32)), refoptim.Parameter(np.zeros(2, np.complex64))]))
+    assert got == expect
+
+
+def test_sparse_adam_state_dict_layout_equals_torch():
+    tp = torch.zeros((4, 2), requires_grad=True)
+    topt = torch.optim.SparseAdam([tp])
+    rp = refoptim.Parameter(np.zeros((4, 2), np.float32))
+    ropt = SparseAdam([rp])
+    idx, vals = np.array([[1, 3, 1]]), np.ones((3, 2), np.float32)
+    for _ in range(2):
+        tp.grad = _torch_sparse(idx, vals, (4, 2))
+        rp.grad = SparseGrad(idx, vals, (4, 2))
+        topt.step()
+        ropt.step()
+    t_sd, r_sd = topt.state_dict(), ropt.state_dict()
+    assert t_sd["param_groups"] == r_sd["param_groups"]
+    assert type(r_sd["state"][0]["step"]) is int and r_sd["state"][0]["step"] == t_sd["state"][0]["step"]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert np.asarray(r_sd["state"][0][key]).tobytes() == t_sd["state"][0][key].numpy().tobytes()
+    assert rp.data.tobytes() == tp.detach().numpy().tobytes()

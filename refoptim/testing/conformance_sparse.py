@@ -1,0 +1,290 @@
+"""Conformance of sparse gradients: SparseAdam, and SGD and Adagrad with sparse gradients
+(objective ``"sparse"``), against torch 2.13 on CPU. Needs torch.
+
+Every configuration runs on three parameters: an embedding table (12, 4) with gradients
+on its rows (``sparse_dim`` 1, values ``(nnz, 4)``), a 1-d vector (15,) with scalar
+values, and a (4, 5, 3) array with ``sparse_dim`` 2. The gradients are uncoalesced, as
+``nn.Embedding(sparse=True)`` makes them: indices drawn with repeats (pairs, triples and
+more, and more than 16 entries, where torch's coalescing order is its unstable sort's),
+sometimes no entries at all (nnz = 0), and the 3-d parameter gets no gradient on some
+steps. Both sides get the same gradients; torch's are ``torch.sparse_coo_tensor``.
+
+Measured as :func:`refoptim.testing.runner.run_config` measures the elementwise
+optimizers: each step teacher-forced (refoptim starts from torch's parameters and state)
+with the parameter and every state entry compared in ULP of the operands' scale
+(``thresholds.ONE_STEP_ULP``), the state layout (keys, dtypes, shapes; SparseAdam's
+``step`` a Python int), and a free-running trajectory.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .matrix import Config
+from .metrics import relative_error, ulp_error
+from .runner import Result
+from .torch_adapter import (
+    NUMPY_DTYPES,
+    from_torch,
+    refoptim_class,
+    to_torch,
+    torch_options,
+)
+
+__all__ = ["OBJECTIVES", "SHAPES", "configs", "run_config"]
+
+OBJECTIVES = ("sparse",)
+"""The gradient source this module owns (a seeded sequence of sparse gradients)."""
+
+SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (((12, 4), 1), ((15,), 1), ((4, 5, 3), 2))
+"""(shape, sparse_dim) of the parameters of every configuration."""
+
+
+def _lr_array(value: float) -> np.ndarray:
+    return np.asarray(value, dtype=np.float32)
+
+
+_SPARSE_ADAM = [
+    {},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-2)},
+    {"betas": (0.8, 0.99)},
+    {"betas": (0.0, 0.0)},
+    {"eps": 1e-3},
+    {"maximize": True},
+    {"lr": 5e-2, "betas": (0.5, 0.9), "eps": 1e-6, "maximize": True},
+]
+_SPARSE_ADAM_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "betas": (0.5, 0.9)},
+    {"lr": 2e-2, "eps": 1e-4, "maximize": True},
+)
+_SGD = [{}, {"lr": 0.1}, {"lr": _lr_array(1e-2)}, {"maximize": True}, {"lr": 0.05, "maximize": True}]
+_SGD_GROUPS = ({"lr": 0.1}, {"lr": 0.05, "maximize": True}, {"lr": 0.2})
+_ADAGRAD = [
+    {},
+    {"lr": 0.1},
+    {"lr": _lr_array(1e-1)},
+    {"lr_decay": 0.1},
+    {"eps": 1e-3},
+    {"initial_accumulator_value": 0.5},
+    {"maximize": True},
+    {"lr": 0.1, "lr_decay": 0.05, "initial_accumulator_value": 0.1, "eps": 1e-6, "maximize": True},
+]
+_ADAGRAD_GROUPS = ({"lr": 0.1}, {"lr": 0.05, "lr_decay": 0.1}, {"lr": 0.2, "eps": 1e-3, "maximize": True})
+
+_TABLE = {
+    "SparseAdam": (_SPARSE_ADAM, _SPARSE_ADAM_GROUPS, ("float32", "float64")),
+    "SGD": (_SGD, _SGD_GROUPS, ("float32", "float64", "complex64")),
+    "Adagrad": (_ADAGRAD, _ADAGRAD_GROUPS, ("float32", "float64", "complex64")),
+}
+
+
+def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = ("float32", "float64", "complex64"),
+            steps: int = 50) -> list[Config]:
+    """SparseAdam's configurations, and SGD's and Adagrad's with sparse gradients, for the
+    named optimizers (torch class names) in the dtypes torch supports for each: SparseAdam
+    refuses complex parameters; SGD and Adagrad take complex sparse gradients."""
+    names = list(optimizers) if optimizers is not None else list(_TABLE)
+    out = []
+    for name in names:
+        if name not in _TABLE:
+            continue
+        alone, groups, supported = _TABLE[name]
+        for dtype in dtypes:
+            if dtype not in supported:
+                continue
+            for options in alone:
+                out.append(Config(name, dict(options), dtype, (), "sparse", steps))
+            out.append(Config(name, {}, dtype, tuple(groups), "sparse", steps))
+    return out
+
+
+# ----------------------------------------------------------------------- gradients
+def _gradient_sequence(cfg: Config) -> list[list[tuple[np.ndarray, np.ndarray] | None]]:
+    """Per step, per parameter: (indices, values) of an uncoalesced sparse gradient, or None."""
+    rng = np.random.default_rng(cfg.seed + 11)
+    dtype = NUMPY_DTYPES[cfg.dtype]
+    complex_ = np.dtype(dtype).kind == "c"
+    scales = [10.0 ** rng.uniform(-2, 1) for _ in SHAPES]
+    out = []
+    for step in range(cfg.steps):
+        grads: list[tuple[np.ndarray, np.ndarray] | None] = []
+        for i, ((shape, sparse_dim), scale) in enumerate(zip(SHAPES, scales)):
+            if i == 2 and (step < 3 or step % 7 == 0):
+                grads.append(None)
+                continue
+            if i == 1 and step % 5 == 4:
+                nnz = 0
+            else:
+                nnz = int(rng.choice([1, 2, 5, 9, 20, 33]))
+            # Draw from a few rows so that pairs, triples and longer runs occur.
+            span = [max(1, min(s, int(rng.integers(2, s + 1)))) for s in shape[:sparse_dim]]
+            idx = np.stack([rng.integers(0, span[d], nnz) for d in range(sparse_dim)]).astype(np.int64)
+            vshape = (nnz,) + shape[sparse_dim:]
+            v = rng.standard_normal(vshape) * 10.0 ** rng.uniform(-1, 1, vshape)
+            if complex_:
+                v = v + 1j * rng.standard_normal(vshape)
+            grads.append((idx, np.asarray(v * scale, dtype=dtype)))
+        out.append(grads)
+    return out
+
+
+def _torch_grad(g: tuple[np.ndarray, np.ndarray], shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.sparse_coo_tensor(to_torch(g[0]), to_torch(g[1]), shape, check_invariants=True)
+
+
+def _ref_grad(g: tuple[np.ndarray, np.ndarray], shape: tuple[int, ...]) -> Any:
+    from refoptim.sparse import SparseGrad
+
+    return SparseGrad(g[0].copy(), g[1].copy(), shape)
+
+
+def _groups(cfg: Config, params: list[Any], convert: Any) -> Any:
+    if not cfg.groups:
+        return params
+    groups = [{"params": [], **convert(g)} for g in cfg.groups]
+    for i, p in enumerate(params):
+        groups[i % len(groups)]["params"].append(p)
+    return groups
+
+
+def _initial(cfg: Config) -> list[np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    dtype = NUMPY_DTYPES[cfg.dtype]
+    out = []
+    for shape, _ in SHAPES:
+        x = rng.standard_normal(shape)
+        if np.dtype(dtype).kind == "c":
+            x = x + 1j * rng.standard_normal(shape)
+        out.append(np.asarray(x, dtype=dtype))
+    return out
+
+
+def _build(cfg: Config, values: list[np.ndarray]) -> tuple[list[Any], Any, list[torch.Tensor], Any]:
+    import refoptim
+
+    if cfg.optimizer == "SparseAdam" and not hasattr(refoptim, "SparseAdam"):
+        from refoptim.sparse_adam import SparseAdam as cls
+    else:
+        cls = refoptim_class(cfg.optimizer)
+    ref_params = [refoptim.Parameter(v.copy()) for v in values]
+    ref_opt = cls(_groups(cfg, ref_params, dict), **cfg.options)
+    t_params = [to_torch(v).requires_grad_(True) for v in values]
+    options = torch_options(cfg.options)
+    if cfg.optimizer != "SparseAdam":
+        options = {"foreach": False, **options}
+    t_opt = getattr(torch.optim, cfg.optimizer)(_groups(cfg, t_params, torch_options), **options)
+    return ref_params, ref_opt, t_params, t_opt
+
+
+def _np_state(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: from_torch(v) if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
+
+
+def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    errors = []
+    if set(ours) != set(theirs):
+        return [f"{where}: state keys {sorted(ours)} != torch's {sorted(theirs)}"]
+    for key, t in theirs.items():
+        o = ours[key]
+        if isinstance(t, torch.Tensor):
+            o_np = np.asarray(o)
+            if o_np.dtype != from_torch(t).dtype or o_np.shape != tuple(t.shape):
+                errors.append(f"{where}: state[{key!r}] is {o_np.dtype}{list(o_np.shape)}, torch's "
+                              f"{from_torch(t).dtype}{list(t.shape)}")
+        elif type(o) is not type(t) or o != t:
+            errors.append(f"{where}: state[{key!r}] is {o!r} ({type(o).__name__}), torch's {t!r} ({type(t).__name__})")
+    return errors
+
+
+def run_config(cfg: Config) -> Result:
+    """Run one sparse configuration against torch; see the module docstring.
+
+    torch runs single-threaded meanwhile (its sparse CPU kernels spend far more time
+    starting threads than computing on arrays this small: ten times slower with two);
+    the number of threads is restored afterwards. With one thread torch applies the
+    entries of a sparse gradient strictly in storage order, the order refoptim follows.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: Config) -> Result:
+    start = time.perf_counter()
+    result = Result(cfg)
+    values = _initial(cfg)
+    sequence = _gradient_sequence(cfg)
+    forced, forced_opt, t_params, t_opt = _build(cfg, values)
+    free, free_opt, _, _ = _build(cfg, values)
+    state_id = {id(p): k for k, p in enumerate(p for g in t_opt.param_groups for p in g["params"])}
+    ids = [state_id[id(p)] for p in t_params]
+    names = [f"{shape} sparse_dim={sd}" for shape, sd in SHAPES]
+
+    for step in range(cfg.steps):
+        grads = sequence[step]
+        t_before = [from_torch(p) for p in t_params]
+        t_state_before = {i: _np_state(e) for i, e in t_opt.state_dict()["state"].items()}
+        for i, (p, value) in enumerate(zip(forced, t_before)):
+            p.data[...] = value
+            entry = t_state_before.get(ids[i])
+            if entry:
+                forced_opt.state[p] = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                                       for k, v in entry.items()}
+            else:
+                forced_opt.state.pop(p, None)
+        dense_grads = []
+        for (shape, _), tp, fp, g in zip(SHAPES, t_params, forced, grads):
+            tp.grad = None if g is None else _torch_grad(g, shape)
+            fp.grad = None if g is None else _ref_grad(g, shape)
+            dense_grads.append(None if g is None else from_torch(_torch_grad(g, shape).to_dense()))
+        t_opt.step()
+        forced_opt.step()
+
+        t_state = t_opt.state_dict()["state"]
+        r_state = forced_opt.state_dict()["state"]
+        for i, (tp, fp, dg) in enumerate(zip(t_params, forced, dense_grads)):
+            operands = [t_before[i]] + ([dg] if dg is not None else [])
+            err = ulp_error(np.asarray(fp.data), from_torch(tp), *operands)
+            if err > result.param_ulp:
+                result.param_ulp, result.param_where = err, f"step {step + 1}, param {names[i]}"
+            t_entry = t_state.get(ids[i], {})
+            r_entry = r_state.get(ids[i], {})
+            if step in (0, cfg.steps - 1) or not set(t_entry) <= set(r_entry):
+                result.structure_errors += _layout_errors(f"step {step + 1}, param {names[i]}", r_entry, t_entry)
+            before = t_state_before.get(ids[i], {})
+            for key, t_val in t_entry.items():
+                if key not in r_entry:
+                    continue
+                if not isinstance(t_val, torch.Tensor):
+                    if r_entry[key] != t_val:
+                        result.structure_errors.append(
+                            f"step {step + 1}, param {names[i]}: state[{key!r}] {r_entry[key]!r} != torch's {t_val!r}")
+                    continue
+                ops = [before[key]] if key in before else []
+                if dg is not None:
+                    ops.append(dg)
+                err = ulp_error(np.asarray(r_entry[key]), from_torch(t_val), *ops)
+                if err > result.state_ulp:
+                    result.state_ulp, result.state_where = err, f"step {step + 1}, param {names[i]}, {key}"
+
+        for (shape, _), fp, g in zip(SHAPES, free, grads):
+            fp.grad = None if g is None else _ref_grad(g, shape)
+        free_opt.step()
+
+    result.trajectory = max(relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free, t_params))
+    t_groups = t_opt.state_dict()["param_groups"]
+    r_groups = free_opt.state_dict()["param_groups"]
+    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
+        if set(tg) != set(rg):
+            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    result.seconds = time.perf_counter() - start
+    return result
