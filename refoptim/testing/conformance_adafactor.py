@@ -1,0 +1,266 @@
+"""Adafactor against torch 2.13: configurations and their runner (``matrix.EXTENSIONS``).
+
+Adafactor's steps contain reductions (RMS of the parameter and of the update, row and
+column means of the squared gradient, the mean of the row factor), so it is judged by
+:func:`refoptim.testing.metrics.step_relative_error` against
+``thresholds.ONE_STEP_REL["Adafactor"]`` rather than in ULP; refoptim follows torch's CPU
+summation orders, and the measured figures are far inside (mostly exactly zero).
+
+Parameters: 0-d, 1-d, 2-d (which skips its first steps and every seventh, so its state
+starts late), a non-contiguous 2-d view, a 3-d stack of matrices (factored over its last
+two dimensions) and a single-column matrix. No size-0 parameter: torch cannot step one
+(``ZeroDivisionError``, checked by the conformance tests on its own). Needs torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import thresholds
+from .matrix import Config
+from .metrics import relative_error, step_relative_error
+from .runner import Result, _Gradients, _layout_errors
+from .torch_adapter import (
+    NUMPY_DTYPES,
+    TORCH_DTYPES,
+    Twin,
+    from_torch,
+    numpy_state_dict,
+    refoptim_class,
+    to_torch,
+    torch_options,
+)
+
+__all__ = ["SHAPES", "build_refoptim", "build_twin", "configs", "initial_values", "run_config"]
+
+NAME = "Adafactor"
+
+SHAPES: tuple[Any, ...] = ((), (5,), (3, 4), "view", (2, 3, 4), (7, 1))
+"""The parameters of every Adafactor configuration; ``"view"`` is a (3, 4) non-contiguous
+view (every other row, four inner columns) of a (6, 9) array. Index 2, the (3, 4) one,
+gets no gradient on its first three steps and every seventh (``runner._has_grad``)."""
+
+_REAL = ("float32", "float64")
+
+
+def _lr_array(value: float) -> np.ndarray:
+    """A 0-d float32 lr, as ``torch.tensor(value)`` makes it."""
+    return np.asarray(value, dtype=np.float32)
+
+
+_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-3},
+    {"lr": 0.5},  # rho_t = 1/sqrt(t) from step 5 on
+    {"lr": _lr_array(1e-2)},
+    {"lr": _lr_array(0.5), "weight_decay": 0.1},
+    {"beta2_decay": -0.5},
+    {"beta2_decay": 0.0},  # 1 - beta2_t = 1: the factors are the last gradient's means
+    {"beta2_decay": -1.0},
+    {"eps": (1e-3, 1e-3)},
+    {"eps": (1e-30, 1e-1)},
+    {"eps": (None, 0.5)},  # the eps2 floor of the RMS acts
+    {"eps": (0.1, 1e-3)},  # eps1 clamps both the row mean and the variance estimate
+    {"d": 2.0},
+    {"d": 1e6},  # no clipping
+    {"weight_decay": 0.1},
+    {"maximize": True},
+]
+
+
+def _crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 5e-2, "weight_decay": wd, "maximize": mx, "d": d, "eps": (eps1, 1e-3)}
+        for wd, mx, d, eps1 in itertools.product((0.0, 0.1), (False, True), (1.0, 1.5), (None, 1e-2))
+    ]
+
+
+_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 5e-2, "weight_decay": 0.1, "eps": (1e-3, 1e-3)},
+    {"lr": 1e-3, "maximize": True, "d": 2.0, "beta2_decay": -0.5},
+)
+
+_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {}),
+    ("quadratic", {"lr": 5e-2, "weight_decay": 0.01}),
+    ("rosenbrock", {"lr": 1e-3}),
+]
+
+
+def configs(optimizers: list[str] | None, dtypes: tuple[str, ...] = _REAL, steps: int = 50) -> list[Config]:
+    """Adafactor's configurations in the requested real dtypes ([] unless asked for)."""
+    if optimizers is not None and NAME not in optimizers:
+        return []
+    entries: list[tuple[dict[str, Any], tuple[dict[str, Any], ...], str]] = []
+    entries += [(o, (), "fixed") for o in _ALONE]
+    entries += [(o, (), "fixed") for o in _crossed()]
+    entries.append(({}, _GROUPS, "fixed"))
+    entries.append(({}, _GROUPS, "quadratic"))
+    entries += [(o, (), objective) for objective, o in _FEEDBACK]
+    out: list[Config] = []
+    seen: set[str] = set()
+    for dtype in dtypes:
+        if dtype not in _REAL:
+            continue  # torch's Adafactor rejects complex parameters
+        for options, groups, objective in entries:
+            cfg = Config(NAME, dict(options), dtype, groups, objective, steps)
+            if cfg.id not in seen:
+                seen.add(cfg.id)
+                out.append(cfg)
+    return out
+
+
+# ----------------------------------------------------------------------------- builders
+def initial_values(cfg: Config) -> list[np.ndarray]:
+    """The initial parameter values of a configuration, from its seed."""
+    rng = np.random.default_rng(cfg.seed)
+    dtype = NUMPY_DTYPES[cfg.dtype]
+    out = []
+    for shape in SHAPES:
+        shape = (3, 4) if shape == "view" else shape
+        x = rng.standard_normal(shape)
+        if cfg.objective == "rosenbrock":
+            x = 0.5 + 0.25 * x
+        out.append(np.asarray(x, dtype=dtype))
+    return out
+
+
+def _groups(cfg: Config, params: list[Any]) -> list[Any]:
+    if not cfg.groups:
+        return params
+    groups = [{"params": [], **g} for g in cfg.groups]
+    for i, p in enumerate(params):
+        groups[i % len(groups)]["params"].append(p)
+    return groups
+
+
+def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
+    """The refoptim side on NumPy, the view parameter a non-contiguous view."""
+    import refoptim
+
+    params = []
+    for shape, value in zip(SHAPES, values):
+        if shape == "view":
+            data = np.zeros((6, 9), dtype=value.dtype)[::2, 1:5]
+            data[...] = value
+        else:
+            data = value.copy()
+        params.append(refoptim.Parameter(data))
+    optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params), **{"foreach": False, **cfg.options})
+    return Twin(params, optimizer)
+
+
+def build_twin(cfg: Config, values: list[np.ndarray]) -> Twin:
+    """The torch side (CPU, ``foreach=False``): the same values, the view a view too."""
+    params = []
+    for shape, value in zip(SHAPES, values):
+        if shape == "view":
+            t = torch.zeros((6, 9), dtype=TORCH_DTYPES[cfg.dtype])[::2, 1:5]
+            with torch.no_grad():
+                t.copy_(to_torch(value))
+            t.requires_grad_(True)
+        else:
+            t = to_torch(value).requires_grad_(True)
+        params.append(t)
+    groups = _groups(cfg, params)
+    if cfg.groups:
+        groups = [torch_options(g) for g in groups]
+    optimizer = torch.optim.Adafactor(groups, **{"foreach": False, **torch_options(cfg.options)})
+    return Twin(params, optimizer)
+
+
+# ----------------------------------------------------------------------------- runner
+def run_config(cfg: Config, ulp: dict[str, float] | None = None) -> Result:
+    """Run one configuration: torch twin, teacher-forced refoptim, free-running refoptim.
+
+    The one-step figures (``param_ulp``/``state_ulp``, in the unit ``"rel"``) are
+    :func:`step_relative_error` of the parameter and of every state entry after each
+    teacher-forced step. Pass a dict as ``ulp`` to also receive the worst one-step
+    error in ULP (``metrics.ulp_error``) under ``"param"`` and ``"state"``.
+    """
+    from .metrics import ulp_error
+
+    start = time.perf_counter()
+    result = Result(cfg)
+    values = initial_values(cfg)
+    twin = build_twin(cfg, values)
+    forced = build_refoptim(cfg, values)
+    free = build_refoptim(cfg, values)
+    gradients = _Gradients(cfg, values)
+    ids = {id(p): k for k, p in enumerate(p for g in twin.optimizer.param_groups for p in g["params"])}
+    state_id = [ids[id(p)] for p in twin.params]
+    worst_ulp = {"param": 0.0, "state": 0.0}
+
+    for step in range(cfg.steps):
+        t_before = [from_torch(p) for p in twin.params]
+        t_state_before = numpy_state_dict(twin.optimizer.state_dict())
+        grads = gradients(step, t_before)
+
+        # Teacher forcing: refoptim starts this step from torch's parameters and state.
+        for i, (p, value) in enumerate(zip(forced.params, t_before)):
+            p.data[...] = value
+            entry = t_state_before["state"].get(state_id[i])
+            if entry:
+                forced.optimizer.state[p] = {
+                    k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in entry.items()
+                }
+            else:
+                forced.optimizer.state.pop(p, None)
+
+        for tp, fp, g in zip(twin.params, forced.params, grads):
+            tp.grad = None if g is None else to_torch(g)
+            fp.grad = None if g is None else g.copy()
+        twin.optimizer.step()
+        forced.optimizer.step()
+
+        t_state = twin.optimizer.state_dict()["state"]
+        r_state = forced.optimizer.state_dict()["state"]
+        for i, (tp, fp, g) in enumerate(zip(twin.params, forced.params, grads)):
+            operands = [t_before[i]] + ([g] if g is not None else [])
+            ours, theirs = np.asarray(fp.data), from_torch(tp)
+            err = step_relative_error(ours, theirs, *operands)
+            if err > result.param_ulp:
+                result.param_ulp, result.param_where = err, f"step {step + 1}, param {SHAPES[i]}"
+            worst_ulp["param"] = max(worst_ulp["param"], ulp_error(ours, theirs, *operands))
+            t_entry = t_state.get(state_id[i], {})
+            r_entry = r_state.get(state_id[i], {})
+            if step == 0 or step == cfg.steps - 1:
+                result.structure_errors += _layout_errors(f"step {step + 1}, param {SHAPES[i]}", r_entry, t_entry)
+            before_entry = t_state_before["state"].get(state_id[i], {})
+            for key, t_val in t_entry.items():
+                if not isinstance(t_val, torch.Tensor) or key not in r_entry:
+                    continue
+                ops = [before_entry[key]] if key in before_entry else []
+                if g is not None:
+                    ops.append(g)
+                ours_s, theirs_s = np.asarray(r_entry[key]), from_torch(t_val)
+                err = step_relative_error(ours_s, theirs_s, *ops)
+                if err > result.state_ulp:
+                    result.state_ulp, result.state_where = err, f"step {step + 1}, param {SHAPES[i]}, {key}"
+                worst_ulp["state"] = max(worst_ulp["state"], ulp_error(ours_s, theirs_s, *ops))
+
+        # Free running: refoptim on its own parameters and gradients.
+        f_grads = gradients(step, [np.asarray(p.data) for p in free.params])
+        for fp, g in zip(free.params, f_grads):
+            fp.grad = None if g is None else g
+        free.optimizer.step()
+
+    result.trajectory = max(
+        relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
+    )
+    t_groups = twin.optimizer.state_dict()["param_groups"]
+    r_groups = free.optimizer.state_dict()["param_groups"]
+    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
+        if set(tg) != set(rg):
+            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    if ulp is not None:
+        ulp.update(worst_ulp)
+    result.seconds = time.perf_counter() - start
+    assert thresholds.one_step_limit(NAME, cfg.dtype)[1] == "rel"
+    return result
