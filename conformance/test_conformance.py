@@ -27,7 +27,9 @@ from refoptim.testing.torch_adapter import (
     torch_state_dict,
 )
 
-CONFIGS = configs()
+CONFIGS = [c for c in configs() if refoptim.testing.matrix.extension_for(c) is None]
+"""The elementwise optimizers' configurations; the others (LBFGS, sparse gradients,
+Adafactor, Muon) are run by their own ``conformance/test_<name>_vs_torch.py``."""
 
 
 def test_torch_is_the_pinned_version():

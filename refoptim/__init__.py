@@ -9,11 +9,13 @@ standard (NumPy, CuPy, array-api-strict, ...), and proven step by step against P
 
 from . import functional, lr_scheduler, swa_utils
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
 from .asgd import ASGD
+from .lbfgs import LBFGS
 from .nadam import NAdam
 from .optimizer import (
     Optimizer,
@@ -26,6 +28,8 @@ from .radam import RAdam
 from .rmsprop import RMSprop
 from .rprop import Rprop
 from .sgd import SGD
+from .sparse import SparseGrad
+from .sparse_adam import SparseAdam
 
 __version__ = "0.1.0"
 TORCH_VERSION = "2.13.0"
@@ -34,10 +38,14 @@ TORCH_VERSION = "2.13.0"
 __all__ = [
     "ASGD",
     "SGD",
+    "SparseAdam",
+    "SparseGrad",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
+    "LBFGS",
     "Adamax",
     "NAdam",
     "RAdam",

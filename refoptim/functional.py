@@ -14,6 +14,7 @@ serves both::
 """
 
 from .adadelta import adadelta_init, adadelta_step
+from .adafactor import adafactor_init, adafactor_step
 from .adagrad import adagrad_init, adagrad_step
 from .adam import adam_init, adam_step
 from .adamax import adamax_init, adamax_step
@@ -24,10 +25,13 @@ from .radam import radam_init, radam_step
 from .rmsprop import rmsprop_init, rmsprop_step
 from .rprop import rprop_init, rprop_step
 from .sgd import sgd_step
+from .sparse_adam import sparse_adam_init, sparse_adam_step
 
 __all__ = [
     "adadelta_init",
     "adadelta_step",
+    "adafactor_init",
+    "adafactor_step",
     "adagrad_init",
     "adagrad_step",
     "adam_init",
@@ -46,4 +50,6 @@ __all__ = [
     "rprop_init",
     "rprop_step",
     "sgd_step",
+    "sparse_adam_init",
+    "sparse_adam_step",
 ]

@@ -47,7 +47,7 @@ OPTIMIZERS = [getattr(refoptim, n) for n in refoptim.__all__ if isinstance(getat
 
 
 def test_every_optimizer_is_covered():
-    assert len(OPTIMIZERS) == 11
+    assert len(OPTIMIZERS) == 15  # torch 2.13's 15 optimizers
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
@@ -56,7 +56,8 @@ def test_optimizer_docstring_has_math_and_quirks(cls):
     assert ".. math::" in doc
     assert "quirk" in doc.lower()
     for flag in ("foreach", "differentiable"):
-        assert flag in doc
+        if flag in inspect.signature(cls).parameters:  # LBFGS, SparseAdam, Muon have neither, as in torch
+            assert flag in doc, flag
 
 
 SCHEDULERS = [n for n in refoptim.lr_scheduler.__all__ if isinstance(getattr(refoptim.lr_scheduler, n), type)
