@@ -1,0 +1,443 @@
+r"""Muon (torch 2.13's ``torch.optim.Muon``): momentum orthogonalized by Newton–Schulz.
+
+Muon optimizes 2-D parameters (the weight matrices of hidden layers). Each step takes a
+Nesterov momentum of the gradient, replaces it by an approximately orthogonal matrix of
+the same shape (a quintic Newton–Schulz iteration, :func:`zeropower_via_newtonschulz`),
+decays the parameter and adds the orthogonalized update with a shape-adjusted learning
+rate.
+
+torch runs the Newton–Schulz iteration in ``bfloat16``. The Array API has no bfloat16
+dtype, so refoptim *emulates* it: bfloat16 values are held in float32 arrays, and every
+result torch stores as a bfloat16 tensor is rounded to bfloat16 precision by
+:func:`round_to_bfloat16` (round to nearest, ties to even, on 8 significant bits, with
+bfloat16's subnormals and overflow), from ``+``, ``-``, ``*`` only. Each bfloat16 operation
+is computed the way torch's CPU kernels compute it (measured on torch 2.13, x86-64 AVX2):
+the operands widened to float32, the operation in float32 (matrix products accumulate in
+float32; ``addmm``'s ``beta * C + alpha * (A @ B)`` is one fused multiply-add in float32),
+and a single rounding to bfloat16 at the end. ``ns_dtype="param"`` (or ``"float32"``)
+runs the iteration in full precision instead: a refoptim extension, not in torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._backend import (
+    array_namespace,
+    device_of,
+    is_array,
+    is_complex,
+    numel,
+    scalar,
+    to_scalar,
+)
+from ._primitives import add_, fma, lerp_, mul_
+from .optimizer import Optimizer
+
+__all__ = [
+    "DEFAULT_A",
+    "DEFAULT_B",
+    "DEFAULT_C",
+    "DEFAULT_NS_STEPS",
+    "EPS",
+    "NS_DTYPES",
+    "Muon",
+    "adjust_lr",
+    "muon_init",
+    "muon_step",
+    "round_to_bfloat16",
+    "zeropower_via_newtonschulz",
+]
+
+# torch's constants (from Keller Jordan's Muon post).
+EPS = 1e-7
+DEFAULT_A = 3.4445
+DEFAULT_B = -4.7750
+DEFAULT_C = 2.0315
+DEFAULT_NS_STEPS = 5
+
+NS_DTYPES = ("bfloat16", "float32", "param")
+"""Values of ``ns_dtype``: ``"bfloat16"`` (torch's, emulated), ``"float32"`` (the
+iteration in float32, unrounded) and ``"param"`` (in the parameter's dtype)."""
+
+# float32 constants of round_to_bfloat16
+_SPLIT = 65537.0  # 2**16 + 1: x * _SPLIT rounds x * 2**16 + x on the grid of x's 8-bit quantum
+_SHIFT = 65536.0  # 2**16
+_BIG = 2.0**100  # above this, x * _SPLIT could overflow float32: scale down by 2**32 first
+_SMALL = 2.0**-126  # below this, bfloat16 is subnormal: a fixed quantum of 2**-133
+_MAGIC = 1.5 * 2.0**-110  # the float32 binade whose unit is 2**-133
+
+
+def round_to_bfloat16(x: Any) -> Any:
+    r"""torch's ``x.bfloat16()``, as a float32 array holding the bfloat16 values.
+
+    Rounds each element to the nearest bfloat16 (8 significant bits, float32's exponent
+    range), ties to even, exactly as torch's conversion (``c10::BFloat16``'s
+    round-to-nearest-even on the top 16 bits of the float32). A float64 array is first
+    rounded to float32, as torch converts ``double`` to ``bfloat16`` (so a float64 value just
+    above a bfloat16 tie can round down: torch's double rounding, reproduced). Infinities,
+    NaNs and signed zeros pass through; finite values round to infinity beyond bfloat16's
+    range (``>= 2**128 * (1 - 2**-9)``), as in torch.
+
+    The Array API has no bit casts, so this is arithmetic, in float32 only. With
+    :math:`t = 2^{16} x` (exact) and :math:`u = \mathrm{fl}((2^{16} + 1)\,x)
+    = \mathrm{fl}(t + x)`, :math:`u - t` (exact, Sterbenz) is :math:`x` rounded to the grid
+    of its 8-bit quantum :math:`q`: :math:`t` lies on that grid and :math:`t/q` (x's 24-bit
+    integer significand) is even at a tie, so float32's ties-to-even picks the even bfloat16
+    (the textbook Veltkamp split ``u - (u - x)`` does not always break ties to even). Within
+    256 units below a power of two :math:`u` crosses into the next binade, off :math:`t`'s
+    grid; there (never a tie) the Veltkamp split is the nearer value, and is taken. Checked
+    against the bit-level rounding on all 2**32 float32 values.
+    Magnitudes from :math:`2^{100}` are scaled by :math:`2^{-32}` first (the product would
+    overflow); below :math:`2^{-126}` bfloat16's subnormal quantum :math:`2^{-133}` is
+    applied by adding and subtracting :math:`1.5 \cdot 2^{-110}`.
+    """
+    xp = array_namespace(x)
+    if x.dtype != xp.float32:
+        x = xp.astype(x, xp.float32)
+    # Python scalars meet the float32 array as float32 values; every constant is exact.
+    ax = xp.abs(x)
+    big = ax >= _BIG
+    xs = xp.where(big, x * 2.0**-32, x)
+    u = xs * _SPLIT
+    hi = u - xs * _SHIFT
+    # Within 256 units below a power of two, u can cross into the next binade, whose
+    # grid t is not on: there Veltkamp's u - (u - x) is the nearer one (never at a tie).
+    veltkamp = u - (u - xs)
+    hi = xp.where(xp.abs(xs - veltkamp) < xp.abs(xs - hi), veltkamp, hi)
+    hi = xp.where(big, hi * 2.0**32, hi)
+    lo = (x + _MAGIC) - _MAGIC
+    out = xp.where(ax < _SMALL, lo, hi)
+    out = xp.copysign(out, x)
+    # inf and nan: the split gives nan for inf; keep both as they are.
+    return xp.where(xp.isfinite(x), out, x)
+
+
+def _as_float32(xp: Any, value: float) -> float:
+    """A Python float rounded to float32, as torch casts a ``Scalar`` for a float kernel."""
+    return float(xp.asarray(value, dtype=xp.float32))
+
+
+def zeropower_via_newtonschulz(
+    grad: Any,
+    ns_coefficients: tuple[float, float, float],
+    ns_steps: int,
+    eps: float,
+    *,
+    ns_dtype: str = "bfloat16",
+) -> Any:
+    r"""torch's ``_zeropower_via_newtonschulz``: an approximate orthogonalization of ``grad``.
+
+    .. math::
+        X_0 &= G / \max(\lVert G \rVert_F, \varepsilon) \quad (G^\top \text{ if } G
+            \text{ is tall}) \\
+        A_k &= X_k X_k^\top,\qquad B_k = b\,A_k + c\,A_k A_k,\qquad
+        X_{k+1} = a\,X_k + B_k X_k
+
+    ``ns_steps`` times, transposed back at the end. The quintic's coefficients are chosen for
+    a steep slope at zero, so the singular values land near (0.5, 1.5) rather than at 1.
+
+    ``ns_dtype="bfloat16"`` (torch's): ``G`` is rounded to bfloat16 (``grad.bfloat16()``),
+    the norm is accumulated in float32 and rounded, ``div_``, ``@`` and ``torch.addmm`` are
+    each computed in float32 and rounded once to bfloat16 (``addmm`` as
+    ``fma(beta, C, alpha * (A @ B))`` in float32, the contraction torch's CPU kernel makes),
+    and the result is a float32 array of bfloat16 values. ``"float32"`` and ``"param"`` run
+    the same iteration unrounded, in float32 or in ``grad``'s dtype (a refoptim extension).
+
+    Raises ``ValueError`` with torch's messages, in torch's order: ``ns_steps >= 100``,
+    ``grad`` not 2-D, ``ns_coefficients`` not of length 3. Matrix products accumulate in
+    the backend's order (BLAS), torch's CPU kernel in its own: about one element in 10**5
+    of a product rounds to the neighbouring bfloat16 because of that.
+    """
+    if ns_steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational efficiency")
+    if len(grad.shape) != 2:
+        raise ValueError("Input tensor gradient must be a 2D matrix")
+    if len(ns_coefficients) != 3:
+        raise ValueError("Coefficients must be a tuple of exactly 3 values")
+    if ns_dtype not in NS_DTYPES:
+        raise ValueError(f"ns_dtype must be one of {NS_DTYPES}, but got {ns_dtype!r}")
+    xp = array_namespace(grad)
+    a, b, c = ns_coefficients
+    tall = grad.shape[0] > grad.shape[1]
+
+    if ns_dtype == "bfloat16":
+        rnd = round_to_bfloat16
+        x = round_to_bfloat16(grad)
+        # torch's CPU bfloat16 kernels compute in float32 with float32 scalars.
+        a, b, c = (_as_float32(xp, v) for v in (a, b, c))
+    else:
+        def rnd(v: Any) -> Any:
+            return v
+
+        x = xp.astype(grad, xp.float32) if ns_dtype == "float32" else xp.asarray(grad, copy=True)
+    dtype = x.dtype
+    if tall:
+        x = x.T
+    # Ensure the spectral norm is at most 1: divide by the Frobenius norm, at least eps.
+    norm = rnd(xp.sqrt(xp.sum(x * x)))
+    norm = xp.maximum(norm, rnd(xp.asarray(eps, dtype=dtype, device=device_of(x))))
+    x = rnd(x / norm)
+    for _ in range(ns_steps):
+        gram = rnd(x @ x.T)
+        if ns_dtype == "bfloat16":
+            gram_update = rnd(fma(b, gram, c * (gram @ gram)))
+            x = rnd(fma(a, x, gram_update @ x))
+        else:
+            gram_update = b * gram + c * (gram @ gram)
+            x = a * x + gram_update @ x
+    if tall:
+        x = x.T
+    return x
+
+
+def adjust_lr(lr: Any, adjust_lr_fn: str | None, param_shape: tuple[int, ...]) -> Any:
+    r"""torch's ``_adjust_lr``: the learning rate scaled for a matrix of shape ``(A, B)``.
+
+    ``None`` or ``"original"`` (Keller Jordan's): :math:`\gamma\sqrt{\max(1, A/B)}`;
+    ``"match_rms_adamw"`` (Moonshot's): :math:`0.2\,\gamma\sqrt{\max(A, B)}`; any other value
+    leaves the rate as it is (torch's constructor rejects other values, but a parameter
+    group added or loaded later can carry one: torch then scales by 1.0, and so does this).
+    A 0-d array ``lr`` stays an array, and the product is computed in its dtype.
+    """
+    rows, cols = param_shape[:2]
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        ratio = math.sqrt(max(1, rows / cols))
+    elif adjust_lr_fn == "match_rms_adamw":
+        ratio = 0.2 * math.sqrt(max(rows, cols))
+    else:
+        ratio = 1.0
+    return lr * ratio
+
+
+def muon_init(param: Any) -> dict[str, Any]:
+    """The state Muon starts a parameter with: ``momentum_buffer``, zeros like it."""
+    xp = array_namespace(param)
+    return {"momentum_buffer": xp.zeros_like(param)}
+
+
+def muon_step(
+    param: Any,
+    grad: Any,
+    state: dict[str, Any],
+    *,
+    lr: Any,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+    ns_coefficients: tuple[float, float, float],
+    ns_steps: int,
+    eps: float,
+    adjust_lr_fn: str | None,
+    ns_dtype: str = "bfloat16",
+) -> Any:
+    r"""One Muon update of one 2-D parameter, in the order of torch's ``_single_tensor_muon``.
+
+    ``state`` holds ``momentum_buffer`` (as :func:`muon_init` makes it); the new buffer is
+    stored back into it. Returns the new parameter. Works on immutable arrays: keep what it
+    returns.
+
+    .. math::
+        B &\leftarrow \mathrm{lerp}(B, g, 1 - \mu) = \mu B + (1 - \mu) g \\
+        U &\leftarrow \mathrm{lerp}(g, B, \mu) \text{ if nesterov else } B \\
+        O &\leftarrow \mathrm{NS}^{(a,b,c)}_k(U; \varepsilon) \\
+        \theta &\leftarrow \theta\,(1 - \gamma\lambda) \\
+        \theta &\leftarrow \theta - \mathrm{AdjustLR}(\gamma; A, B)\, O
+
+    The weight decay uses the unadjusted ``lr``. ``O`` (bfloat16 in torch) is widened
+    exactly to the parameter's dtype and added with one fused rounding (``add_(alpha=)``).
+    Raises ``ValueError`` (torch's message) for a gradient that is not 2-D, and the errors
+    of :func:`zeropower_via_newtonschulz`, before changing anything.
+    """
+    if len(grad.shape) != 2:
+        raise ValueError("Param gradient must be a 2D matrix")
+    xp = array_namespace(param)
+    lr = to_scalar(lr)
+    buf = lerp_(state["momentum_buffer"], grad, 1 - momentum)
+    state["momentum_buffer"] = buf
+    update = lerp_(xp.asarray(grad, copy=True), buf, momentum) if nesterov else buf
+    update = zeropower_via_newtonschulz(update, ns_coefficients, ns_steps, eps, ns_dtype=ns_dtype)
+    adjusted_lr = adjust_lr(lr, adjust_lr_fn, tuple(param.shape))
+    param = mul_(param, 1 - lr * weight_decay)
+    return add_(param, xp.astype(update, param.dtype), alpha=-scalar(adjusted_lr))
+
+
+def _check_ns(grad: Any, ns_coefficients: Any, ns_steps: int) -> None:
+    """The checks torch makes at a step, in its order, before anything changes."""
+    if len(grad.shape) != 2:
+        raise ValueError("Param gradient must be a 2D matrix")
+    if ns_steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational efficiency")
+    if len(ns_coefficients) != 3:
+        raise ValueError("Coefficients must be a tuple of exactly 3 values")
+
+
+class Muon(Optimizer):
+    r"""Muon (``torch.optim.Muon``): momentum orthogonalized by Newton–Schulz, for 2-D
+    parameters.
+
+    .. math::
+        \begin{aligned}
+        &\textbf{input}: \gamma \text{ (lr)}, \lambda \text{ (weight decay)},
+            \mu \text{ (momentum)}, \textit{nesterov}, (a, b, c) \text{ (NS coefficients)},
+            \varepsilon \text{ (eps)}, k \text{ (NS steps)}, \theta_0 \in \mathbb{R}^{A\times B} \\
+        &\textbf{initialize}: B_0 \leftarrow 0 \text{ (momentum buffer)} \\
+        &\textbf{for } t = 1, 2, \ldots \textbf{ do} \\
+        &\quad g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}) \\
+        &\quad B_t \leftarrow \mu B_{t-1} + (1 - \mu) g_t \\
+        &\quad \widetilde B_t \leftarrow (1 - \mu) g_t + \mu B_t \text{ if } \textit{nesterov}
+            \text{ else } B_t \\
+        &\quad X \leftarrow \widetilde B_t / \max(\lVert \widetilde B_t \rVert_F, \varepsilon)
+            \quad (\text{transposed when } A > B) \\
+        &\quad \textbf{repeat } k \textbf{ times}: \ M \leftarrow X X^\top,\
+            X \leftarrow a X + (b M + c M^2) X \\
+        &\quad O_t \leftarrow X \quad (\text{transposed back}) \\
+        &\quad \theta_t \leftarrow \theta_{t-1}(1 - \gamma\lambda) - \gamma' O_t, \qquad
+            \gamma' = \begin{cases} \gamma \sqrt{\max(1, A/B)} & \text{original (default)} \\
+            0.2\, \gamma \sqrt{\max(A, B)} & \text{match\_rms\_adamw} \end{cases}
+        \end{aligned}
+
+    (torch's documentation writes the buffer as :math:`\mu B + g`; its code, and this,
+    use ``lerp``: :math:`\mu B + (1 - \mu) g`.)
+
+    Args:
+        params (iterable): 2-D Parameters, ``(name, Parameter)`` pairs, or parameter-group
+            dicts. Biases, embeddings and other non-matrix parameters belong to another
+            optimizer (AdamW).
+        lr (float or 0-d array): learning rate (default: 1e-3). A 0-d array is read as torch
+            reads a tensor lr: the adjusted rate and ``1 - lr * weight_decay`` are computed in
+            the array's dtype.
+        weight_decay (float): decoupled weight decay, with the unadjusted lr (default: 0.1).
+        momentum (float): momentum factor (default: 0.95).
+        nesterov (bool): Nesterov momentum (default: True).
+        ns_coefficients (tuple of three floats): :math:`(a, b, c)` of the Newton–Schulz
+            quintic (default: (3.4445, -4.775, 2.0315)).
+        eps (float): lower bound of the norm the iteration divides by (default: 1e-7).
+        ns_steps (int): Newton–Schulz iterations, fewer than 100 (default: 5).
+        adjust_lr_fn (str or None): ``"original"`` (also ``None``) or ``"match_rms_adamw"``.
+        ns_dtype (str, keyword-only): **a refoptim extension, not in torch.** The precision
+            of the Newton–Schulz iteration: ``"bfloat16"`` (default: torch's, emulated in
+            float32 arrays), ``"float32"``, or ``"param"`` (the parameter's dtype, no bfloat16
+            rounding). It is an attribute of the optimizer, not a group option, so
+            ``param_groups`` and ``state_dict`` keep torch's layout.
+
+    State per parameter: ``momentum_buffer`` (the parameter's shape and dtype).
+
+    Torch quirks reproduced:
+
+    * the Newton–Schulz iteration runs in bfloat16 whatever the parameter's dtype, so the
+      update is good to about :math:`2^{-8}` relative; a float64 gradient is rounded to
+      float32 and then to bfloat16 (two roundings, as torch converts it);
+    * torch's CPU kernels widen bfloat16 to float32, compute, and round once: the norm,
+      the division, each matrix product and each ``addmm`` (``beta * C + alpha * (A @ B)``
+      as one fused multiply-add of float32 values), all reproduced;
+    * tall matrices (more rows than columns) are orthogonalized transposed;
+    * the weight decay factor uses the unadjusted ``lr``, the update the adjusted one;
+    * only the constructor checks that parameters are 2-D (torch's message names a
+      ``torch.Size``); a group added later with another shape fails at the step with
+      ``ValueError("Param gradient must be a 2D matrix")``;
+    * only the constructor checks ``adjust_lr_fn``; a group carrying another value (added
+      or loaded later) steps with an unadjusted lr (ratio 1.0);
+    * ``ns_steps >= 100`` and ``len(ns_coefficients) != 3`` are only detected at the step
+      (torch's ``ValueError`` messages); a negative ``eps`` is accepted;
+    * complex parameters are accepted by the constructor and rejected at the step with
+      ``RuntimeError("Muon does not support complex parameters")``.
+
+    Validate, then mutate: torch raises the step errors above while stepping (its momentum
+    buffers of the failing group already updated, earlier groups already stepped); refoptim
+    checks every group first and changes nothing when one fails.
+
+    torch's Muon has no ``foreach``, ``fused`` or ``differentiable`` flags (its functional
+    ``muon`` raises ``RuntimeError`` for ``foreach=True``), so neither has this class; its
+    single-tensor path is the one reproduced. torch's bfloat16 matrix products on CPUs with
+    AVX-512 BF16 or AMX go through oneDNN, whose accumulation may differ; the behaviour
+    reproduced was measured on an AVX2 CPU.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B, DEFAULT_C),
+        eps: float = EPS,
+        ns_steps: int = DEFAULT_NS_STEPS,
+        adjust_lr_fn: str | None = None,
+        *,
+        ns_dtype: str = "bfloat16",
+    ) -> None:
+        if is_array(lr) and numel(lr) != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not 0.0 <= scalar(lr):
+            raise ValueError(f"Learning rate should be >= 0 but is: {scalar(lr)}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"momentum should be >= 0 but is: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"weight decay should be >= 0 but is: {weight_decay}")
+        if adjust_lr_fn is not None and adjust_lr_fn not in ["original", "match_rms_adamw"]:
+            raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
+        if ns_dtype not in NS_DTYPES:
+            raise ValueError(f"ns_dtype must be one of {NS_DTYPES}, but got {ns_dtype!r}")
+
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "ns_coefficients": ns_coefficients,
+            "eps": eps,
+            "ns_steps": ns_steps,
+            "adjust_lr_fn": adjust_lr_fn,
+        }
+        super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype
+
+        for group in self.param_groups:
+            for p in group["params"]:
+                if len(p.data.shape) != 2:
+                    raise ValueError(
+                        "Muon only supports 2D parameters whereas we found a parameter with size: "
+                        f"torch.Size({list(p.data.shape)})"
+                    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "ns_dtype": self.ns_dtype}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("ns_dtype", "bfloat16")
+
+    def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
+        """The base checks, then torch's Muon checks for every group, before any update:
+        complex parameters (the whole group first, as torch's ``_init_group``), then per
+        parameter a 2-D gradient, ``ns_steps < 100`` and three coefficients."""
+        plan = super()._params_with_grad()
+        for group, pairs in plan:
+            for p, _ in pairs:
+                if is_complex(array_namespace(p.data), p.data):
+                    raise RuntimeError("Muon does not support complex parameters")
+            for _, grad in pairs:
+                _check_ns(grad, group["ns_coefficients"], group["ns_steps"])
+        return plan
+
+    def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
+        return muon_init(p.data)
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        return muon_step(
+            param,
+            grad,
+            state,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            ns_coefficients=group["ns_coefficients"],
+            ns_steps=group["ns_steps"],
+            eps=group["eps"],
+            adjust_lr_fn=group["adjust_lr_fn"],
+            ns_dtype=self.ns_dtype,
+        )
