@@ -16,6 +16,7 @@ from .adamax import Adamax
 from .adamw import AdamW
 from .asgd import ASGD
 from .lbfgs import LBFGS
+from .muon import Muon
 from .nadam import NAdam
 from .optimizer import (
     Optimizer,
@@ -46,6 +47,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "LBFGS",
+    "Muon",
     "Adamax",
     "NAdam",
     "RAdam",

@@ -20,6 +20,7 @@ from .adam import adam_init, adam_step
 from .adamax import adamax_init, adamax_step
 from .adamw import adamw_step
 from .asgd import asgd_init, asgd_step
+from .muon import muon_init, muon_step
 from .nadam import nadam_init, nadam_step
 from .radam import radam_init, radam_step
 from .rmsprop import rmsprop_init, rmsprop_step
@@ -41,6 +42,8 @@ __all__ = [
     "adamw_step",
     "asgd_init",
     "asgd_step",
+    "muon_init",
+    "muon_step",
     "nadam_init",
     "nadam_step",
     "radam_init",
