@@ -155,6 +155,7 @@ class Adadelta(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "Adadelta does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

@@ -219,6 +219,7 @@ class Adagrad(Optimizer):
     """
 
     _supports_sparse_grad = True
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def _check_sparse_grad(self, p: Any, grad: SparseGrad, group: dict[str, Any]) -> None:
         if group["weight_decay"] != 0:

@@ -176,6 +176,7 @@ class Adam(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "Adam does not support sparse gradients, please consider SparseAdam instead")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

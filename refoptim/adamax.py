@@ -162,6 +162,7 @@ class Adamax(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "Adamax does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

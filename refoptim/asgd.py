@@ -196,6 +196,7 @@ class ASGD(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "ASGD does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

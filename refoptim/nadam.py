@@ -190,6 +190,7 @@ class NAdam(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "NAdam does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from ._backend import (
     namespace_name,
     typename,
 )
+from ._fastpath import can_chunk, chunked_update
 from .parameter import Parameter
 from .sparse import SparseGrad
 
@@ -419,6 +420,11 @@ class Optimizer:
             )
 
     # ------------------------------------------------------------------ sparse gradients
+    _elementwise: bool = False
+    """True for optimizers whose rule updates each element from that element alone (plus
+    scalars); the base may then run the rule piece by piece, with the same bits
+    (:mod:`refoptim._fastpath`)."""
+
     _supports_sparse_grad: bool = False
     """Whether ``step`` accepts a :class:`refoptim.SparseGrad` (torch's SGD, Adagrad and
     SparseAdam do)."""
@@ -459,7 +465,11 @@ class Optimizer:
                 state = self.state.get(p)
                 if not state:
                     state = self._init_state(p, group)
-                p.data = assign(p.data, self._update(p.data, grad, state, group))
+                if self._elementwise and can_chunk(p.data, grad, state):
+                    # the same bits, piece by piece (refoptim._fastpath)
+                    chunked_update(self._update, p.data, grad, state, group)
+                else:
+                    p.data = assign(p.data, self._update(p.data, grad, state, group))
                 if state:
                     self.state[p] = state
         return loss

@@ -187,6 +187,7 @@ class RAdam(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "RAdam does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

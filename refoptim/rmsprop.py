@@ -172,6 +172,7 @@ class RMSprop(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "RMSprop does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

@@ -159,6 +159,7 @@ class Rprop(Optimizer):
     """
 
     _sparse_grad_error = (RuntimeError, "Rprop does not support sparse gradients")
+    _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
     def __init__(
         self,

@@ -1,0 +1,121 @@
+"""The fast path never changes a result: every elementwise optimizer, run piece by piece
+(``refoptim._fastpath``), gives the same bits, parameter and state, as the whole-array
+rule; arrays that cannot be viewed flat run whole."""
+
+import array_api_strict
+import numpy as np
+import pytest
+
+import refoptim
+import refoptim._fastpath as fastpath
+
+CASES = [
+    ("SGD", {"lr": 0.01}),
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True, "maximize": True}),
+    ("Adam", {"lr": 0.01}),
+    ("Adam", {"lr": np.asarray(0.01, dtype=np.float32), "amsgrad": True, "weight_decay": 0.1}),
+    ("AdamW", {"lr": 0.01, "amsgrad": True}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.1, "initial_accumulator_value": 0.1}),
+    ("Adadelta", {"lr": 1.0, "weight_decay": 0.1}),
+    ("Adamax", {"lr": 0.01, "weight_decay": 0.1}),
+    ("ASGD", {"lr": 0.01, "t0": 2, "weight_decay": 0.1}),
+    ("NAdam", {"lr": 0.01, "momentum_decay": 0.004, "decoupled_weight_decay": True, "weight_decay": 0.1}),
+    ("RAdam", {"lr": 0.01, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("Rprop", {"lr": 0.01}),
+]
+CHUNK = 16
+SIZE = 103  # six full pieces and a short one
+
+
+def _arrays(dtype, seed, shape=(SIZE,)):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    return np.asarray(x, dtype=dtype)
+
+
+def _run(name, options, dtype, chunk, monkeypatch, shape=(SIZE,), steps=6):
+    monkeypatch.setattr(fastpath, "CHUNK_ELEMENTS", chunk)
+    calls = []
+    real = fastpath.chunked_update
+    monkeypatch.setattr(refoptim.optimizer, "chunked_update", lambda *a, **k: calls.append(1) or real(*a, **k))
+    p = refoptim.Parameter(_arrays(dtype, 0, shape))
+    q = refoptim.Parameter(_arrays(dtype, 1, shape))
+    opt = getattr(refoptim, name)([p, q], **options)
+    for step in range(steps):
+        p.grad = _arrays(dtype, 10 + step, shape)
+        q.grad = None if step % 3 == 1 else _arrays(dtype, 20 + step, shape)  # q skips steps
+        opt.step()
+    return [p.data, q.data], [opt.state[p], opt.state[q]], len(calls)
+
+
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_piece_by_piece_is_bit_identical(name, options, dtype, monkeypatch):
+    if name == "Rprop" and dtype == np.complex64:
+        options = {"lr": 0.01}
+    whole_params, whole_state, whole_calls = _run(name, options, dtype, 0, monkeypatch)
+    piece_params, piece_state, piece_calls = _run(name, options, dtype, CHUNK, monkeypatch)
+    assert whole_calls == 0 and piece_calls > 0  # the second run did take the fast path
+    for a, b in zip(whole_params, piece_params):
+        assert _same_bits(a, b)
+    for sa, sb in zip(whole_state, piece_state):
+        assert set(sa) == set(sb)
+        for key in sa:
+            va, vb = sa[key], sb[key]
+            assert type(va) is type(vb), key
+            if isinstance(va, np.ndarray):
+                assert _same_bits(va, vb), key
+            else:
+                assert va == vb, key
+
+
+def test_multi_dimensional_parameters_are_chunked_flat(monkeypatch):
+    a, sa, _ = _run("Adam", {"lr": 0.01}, np.float32, 0, monkeypatch, shape=(9, 13))
+    b, sb, calls = _run("Adam", {"lr": 0.01}, np.float32, CHUNK, monkeypatch, shape=(9, 13))
+    assert calls > 0
+    assert all(_same_bits(x, y) for x, y in zip(a, b))
+    assert all(_same_bits(sa[0][k], sb[0][k]) for k in sa[0])
+
+
+def test_what_cannot_be_viewed_flat_runs_whole():
+    big = np.zeros((40, 40), dtype=np.float32)
+    state = {"exp_avg": np.zeros((40, 40), dtype=np.float32)}
+    assert fastpath.can_chunk(big, big.copy(), state, chunk=16)
+    assert not fastpath.can_chunk(big, big.copy(), state, chunk=0)  # turned off
+    assert not fastpath.can_chunk(big, big.copy(), state, chunk=800)  # too small to be worth it
+    assert not fastpath.can_chunk(big[:, ::2], big[:, ::2].copy(), {}, chunk=16)  # non-contiguous param
+    assert not fastpath.can_chunk(big, big.T, {}, chunk=16)  # non-contiguous gradient
+    assert not fastpath.can_chunk(big, big.copy(), {"exp_avg": big.T}, chunk=16)  # non-contiguous state
+    ro = big.copy()
+    ro.flags.writeable = False
+    assert not fastpath.can_chunk(ro, big.copy(), {}, chunk=16)
+    strict = array_api_strict.zeros((40, 40), dtype=array_api_strict.float32)
+    assert not fastpath.can_chunk(strict, strict, {}, chunk=16)  # no flat views promised
+
+
+def test_new_state_entries_are_assembled_from_the_pieces(monkeypatch):
+    """SGD creates its momentum buffer in the first step: a full array made of the pieces."""
+    monkeypatch.setattr(fastpath, "CHUNK_ELEMENTS", CHUNK)
+    p = refoptim.Parameter(_arrays(np.float64, 0))
+    p.grad = _arrays(np.float64, 1)
+    opt = refoptim.SGD([p], lr=0.1, momentum=0.9)
+    opt.step()
+    buf = opt.state[p]["momentum_buffer"]
+    assert buf.shape == (SIZE,) and _same_bits(buf, p.grad)
+    assert not np.shares_memory(buf, p.grad)
+
+
+def test_non_elementwise_optimizers_never_take_it(monkeypatch):
+    assert not refoptim.LBFGS._elementwise
+    assert not refoptim.Adafactor._elementwise and not refoptim.Muon._elementwise
+    assert not refoptim.SparseAdam._elementwise
+    assert refoptim.AdamW._elementwise and refoptim.SGD._elementwise
