@@ -162,3 +162,116 @@ def test_sparse_adam_state_dict_layout_equals_torch():
     for key in ("exp_avg", "exp_avg_sq"):
         assert np.asarray(r_sd["state"][0][key]).tobytes() == t_sd["state"][0][key].numpy().tobytes()
     assert rp.data.tobytes() == tp.detach().numpy().tobytes()
+
+
+# ------------------------------------------------------------------ sparse-sparse arithmetic, SGD momentum
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
+def test_sparse_add_and_mul_bit_identical(dtype):
+    """torch's sparse.add(sparse, alpha) (a merge walk, axpy) and sparse.mul_(scalar):
+    the same indices in the same order, the same bits, the same coalesced flag."""
+    rng = np.random.default_rng(8)
+    for trial in range(200):
+        shape, sparse_dim = [((6,), 1), ((5, 3), 1), ((3, 4, 2), 2)][trial % 3]
+
+        def draw(shape=shape, sparse_dim=sparse_dim):
+            nnz = int(rng.choice([0, 1, 2, 5, 17, 30]))
+            idx = np.stack([rng.integers(0, shape[d], nnz) for d in range(sparse_dim)]).astype(np.int64)
+            vshape = (nnz,) + shape[sparse_dim:]
+            v = rng.standard_normal(vshape) * 10.0 ** rng.uniform(-3, 3, vshape)
+            if dtype.startswith("complex"):
+                v = v + 1j * rng.standard_normal(vshape)
+            t = _torch_sparse(idx, v.astype(dtype), shape)
+            return t.coalesce() if rng.random() < 0.3 else t
+
+        ta, tb = draw(), draw()
+        ra, rb = conformance_sparse.sparse_from_torch(ta), conformance_sparse.sparse_from_torch(tb)
+        alpha = float(rng.choice([1.0, 0.9, 0.37, -0.5]))
+        for t_out, r_out in [(ta.add(tb, alpha=alpha), ra.add(rb, alpha=alpha)),
+                             (ta.clone().mul_(alpha), ra.clone().mul_(alpha)),
+                             (ta.mul(alpha), ra.mul(alpha))]:
+            assert np.array_equal(t_out._indices().numpy(), np.asarray(r_out.indices)), trial
+            assert t_out._values().numpy().tobytes() == np.asarray(r_out.values).tobytes(), trial
+            assert t_out.is_coalesced() == r_out.is_coalesced(), trial
+
+
+@pytest.mark.parametrize("options", [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True},
+                                     {"momentum": 0.5, "dampening": 0.3, "maximize": True}])
+def test_sgd_sparse_momentum_state_dict_round_trip(options):
+    """torch's state_dict carries a sparse momentum_buffer: converted both ways, either
+    side goes on from the other's state with the same bits."""
+    rng = np.random.default_rng(9)
+    init = rng.standard_normal((5, 2)).astype(np.float32)
+    seq = [(rng.integers(0, 5, (1, n)), rng.standard_normal((n, 2)).astype(np.float32)) for n in (3, 4, 0, 6, 2, 5)]
+    tp = torch.from_numpy(init.copy()).requires_grad_(True)
+    topt = torch.optim.SGD([tp], lr=0.1, foreach=False, **options)
+    rp = refoptim.Parameter(init.copy())
+    ropt = refoptim.SGD([rp], lr=0.1, **options)
+    for k, (idx, vals) in enumerate(seq):
+        if k == 3:  # swap states: refoptim loads torch's, torch loads refoptim's
+            t_sd, r_sd = topt.state_dict(), ropt.state_dict()
+            assert t_sd["state"][0]["momentum_buffer"].is_sparse
+            ropt.load_state_dict(conformance_sparse_state(t_sd))
+            topt.load_state_dict(torch_state(r_sd))
+        tp.grad = _torch_sparse(idx, vals, (5, 2))
+        rp.grad = SparseGrad(idx, vals, (5, 2))
+        topt.step()
+        ropt.step()
+        t_buf = conformance_sparse.sparse_from_torch(topt.state[tp]["momentum_buffer"])
+        r_buf = ropt.state[rp]["momentum_buffer"]
+        assert np.array_equal(np.asarray(r_buf.indices), np.asarray(t_buf.indices))
+        assert np.asarray(r_buf.values).tobytes() == np.asarray(t_buf.values).tobytes()
+        assert r_buf.is_coalesced() == t_buf.is_coalesced()
+        assert rp.data.tobytes() == tp.detach().numpy().tobytes()
+
+
+def conformance_sparse_state(t_sd):
+    return {"state": {k: {kk: conformance_sparse.sparse_from_torch(v) if v.is_sparse else v.numpy().copy()
+                          for kk, v in e.items()} for k, e in t_sd["state"].items()},
+            "param_groups": t_sd["param_groups"]}
+
+
+def torch_state(r_sd):
+    import copy
+    return {"state": {k: {kk: conformance_sparse.sparse_to_torch(v) if isinstance(v, SparseGrad) else torch.from_numpy(v)
+                          for kk, v in e.items()} for k, e in r_sd["state"].items()},
+            "param_groups": copy.deepcopy(r_sd["param_groups"])}
+
+
+def test_sgd_dense_buffer_then_sparse_grad_equals_torch():
+    tp = torch.zeros(4, dtype=torch.float32, requires_grad=True)
+    topt = torch.optim.SGD([tp], lr=0.3, momentum=0.7, dampening=0.1, foreach=False)
+    rp = refoptim.Parameter(np.zeros(4, np.float32))
+    ropt = refoptim.SGD([rp], lr=0.3, momentum=0.7, dampening=0.1)
+    dense = np.array([0.1, -2.0, 3.3, 0.7], np.float32)
+    tp.grad, rp.grad = torch.from_numpy(dense.copy()), dense.copy()
+    topt.step()
+    ropt.step()
+    idx, vals = np.array([[3, 0, 3]]), np.array([1.1, 2.2, -0.3], np.float32)
+    tp.grad, rp.grad = _torch_sparse(idx, vals, (4,)), SparseGrad(idx, vals, (4,))
+    topt.step()
+    ropt.step()
+    assert not topt.state[tp]["momentum_buffer"].is_sparse
+    assert np.asarray(ropt.state[rp]["momentum_buffer"]).tobytes() == topt.state[tp]["momentum_buffer"].numpy().tobytes()
+    assert rp.data.tobytes() == tp.detach().numpy().tobytes()
+
+
+@pytest.mark.parametrize("case", ["sparse buffer, dense grad", "dense buffer, sparse grad, nesterov"])
+def test_sgd_mixed_layout_errors_equal_torch(case):
+    first_sparse = case.startswith("sparse")
+    options = {"momentum": 0.9, "nesterov": not first_sparse}
+    tp = torch.zeros(3, requires_grad=True)
+    topt = torch.optim.SGD([tp], lr=0.1, foreach=False, **options)
+    rp = refoptim.Parameter(np.zeros(3, np.float32))
+    ropt = refoptim.SGD([rp], lr=0.1, **options)
+    idx, vals = np.array([[0, 2]]), np.array([1.0, 2.0], np.float32)
+    grads = [(_torch_sparse(idx, vals, (3,)), SparseGrad(idx, vals, (3,))), (torch.ones(3), np.ones(3, np.float32))]
+    if not first_sparse:
+        grads.reverse()
+    for k, (tg, rg) in enumerate(grads):
+        tp.grad, rp.grad = tg, rg
+        if k == 0:
+            topt.step()
+            ropt.step()
+        else:
+            expect = _error(topt.step)
+            assert expect is not None and _error(ropt.step) == expect

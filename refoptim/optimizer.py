@@ -636,6 +636,16 @@ class Optimizer:
         )
 
         def _cast(param: Parameter, value: Any, param_id: Any = None, key: Any = None) -> Any:
+            if isinstance(value, SparseGrad):  # SGD's sparse momentum buffer: values cast, flag kept
+                xp = array_namespace(param.data)
+                return SparseGrad(
+                    _to(xp, value.indices, None, device_of(param.data)),
+                    Optimizer._process_value_according_to_param_policy(
+                        param, value.values, param_id, state_dict["param_groups"], key
+                    ),
+                    value.shape,
+                    is_coalesced=value.is_coalesced(),
+                )
             if is_array(value):
                 return Optimizer._process_value_according_to_param_policy(
                     param, value, param_id, state_dict["param_groups"], key

@@ -53,7 +53,10 @@ def sgd_step(
     with one).
     """
     if isinstance(grad, SparseGrad):
-        return _sparse_sgd_step(param, grad, lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize)
+        return _sparse_sgd_step(
+            param, grad, state, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+            nesterov=nesterov, maximize=maximize,
+        )
     xp = array_namespace(param)
     if maximize:
         grad = -grad
@@ -72,24 +75,55 @@ def sgd_step(
 
 
 _SPARSE_WEIGHT_DECAY_ERROR = "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
-_SPARSE_MOMENTUM_ERROR = (
-    "refoptim's SGD does not support momentum with sparse gradients: torch 2.13 accepts it "
-    "and keeps a sparse momentum buffer whose entries follow its sparse-sparse addition "
-    "rules, which refoptim does not reproduce"
-)
 
 
-def _sparse_sgd_step(param: Any, grad: SparseGrad, *, lr: Any, momentum: float, weight_decay: Any, maximize: bool) -> Any:
-    r"""torch's ``_single_tensor_sgd`` with a sparse gradient and no momentum:
-    ``param.add_(grad, alpha=-lr)``, every stored entry applied in storage order with a
-    fused multiply-add, duplicates one after another (the gradient is not coalesced)."""
+def _sparse_sgd_step(
+    param: Any,
+    grad: SparseGrad,
+    state: dict[str, Any],
+    *,
+    lr: Any,
+    momentum: float,
+    dampening: float,
+    weight_decay: Any,
+    nesterov: bool,
+    maximize: bool,
+) -> Any:
+    r"""torch's ``_single_tensor_sgd`` with a sparse gradient, line by line.
+
+    ``param.add_(g, alpha=-lr)`` applies every stored entry of ``g`` in storage order with
+    a fused multiply-add, duplicates one after another (nothing is coalesced). With
+    momentum the buffer is sparse too: a clone of the first gradient, then
+    ``buf.mul_(momentum).add_(grad, alpha=1 - dampening)`` with torch's sparse-sparse
+    addition (:meth:`SparseGrad.add`: a merge of the two entry lists, so the buffer's
+    ``nnz`` grows with every step whose indices are not already in it, and is never
+    coalesced); nesterov's ``grad.add(buf, alpha=momentum)`` is the same addition. A dense
+    buffer (from earlier dense gradients) takes the sparse gradient with the dense-sparse
+    addition, as torch's ``buf.add_(grad)`` does.
+    """
     if weight_decay != 0:
         raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
-    if momentum != 0:
-        raise NotImplementedError(_SPARSE_MOMENTUM_ERROR)
     if maximize:
         grad = -grad
-    return add_sparse_(param, grad, alpha=-scalar(lr))
+    step: Any = grad
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = grad.clone()
+        elif isinstance(buf, SparseGrad):
+            buf = buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+        else:
+            buf = add_sparse_(mul_(buf, momentum), grad, alpha=1 - dampening)
+        state["momentum_buffer"] = buf
+        if nesterov:
+            if not isinstance(buf, SparseGrad):
+                raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
+            step = grad.add(buf, alpha=momentum)
+        else:
+            step = buf
+    if isinstance(step, SparseGrad):
+        return add_sparse_(param, step, alpha=-scalar(lr))
+    return add_(param, step, alpha=-scalar(lr))
 
 
 class SGD(Optimizer):
@@ -121,7 +155,8 @@ class SGD(Optimizer):
         foreach, differentiable, fused: accepted for signature parity (see below).
 
     State per parameter: ``momentum_buffer`` (same shape and dtype as the parameter),
-    only when ``momentum != 0``; no state at all otherwise.
+    only when ``momentum != 0``; no state at all otherwise. With sparse gradients the
+    buffer is a :class:`refoptim.SparseGrad`, as torch's is a sparse tensor (see below).
 
     Torch quirks reproduced:
 
@@ -137,14 +172,33 @@ class SGD(Optimizer):
     which applies every stored entry in storage order with one fused multiply-add and does
     *not* coalesce: an index stored twice moves the parameter twice, each step rounded,
     which can differ in the last bit from one step with the summed gradient. Without
-    duplicates the result is bit for bit the dense step with the densified gradient.
+    duplicates and momentum the result is bit for bit the dense step with the densified
+    gradient.
+
+    With momentum and sparse gradients torch keeps a *sparse* momentum buffer, and so does
+    refoptim (``state["momentum_buffer"]`` a :class:`refoptim.SparseGrad`, carried as such
+    by ``state_dict()`` and ``load_state_dict()``), with torch 2.13's sparse arithmetic
+    reproduced bit for bit, indices in the same order:
+
+    * the first buffer is a clone of the gradient (its entries, uncoalesced);
+    * ``buf.mul_(momentum)`` scales the values; torch's in-place product also clears the
+      ``is_coalesced()`` flag when the buffer holds two entries or more;
+    * ``buf.add_(grad, alpha=1 - dampening)`` and nesterov's ``grad.add(buf,
+      alpha=momentum)`` are torch's sparse-sparse addition (:meth:`SparseGrad.add`): a
+      merge walk over both entry lists in storage order that combines equal heads with a
+      BLAS ``axpy`` and keeps every other entry. Nothing is ever coalesced, so the
+      buffer's ``nnz`` grows with nearly every step (past the parameter's size: about 300
+      entries for a 12-row table after 50 steps of 1 to 33 entries each), and each step
+      costs time in proportion to it, in torch and here;
+    * a parameter whose buffer is dense (earlier dense gradients) adds the sparse gradient
+      into it with the dense-plus-sparse kernel and steps densely.
+
     As in torch, ``weight_decay != 0`` with a sparse gradient raises ``RuntimeError:
-    add(sparse, dense) is not supported. Use add(dense, sparse) instead.``, and
-    ``fused=True`` raises ``RuntimeError: `_fused_sgd` does not support sparse
-    gradients``. Not reproduced: momentum with sparse gradients, which torch runs with a
-    sparse momentum buffer (its indices grow with every step whose indices differ);
-    refoptim raises ``NotImplementedError`` instead. Unlike torch, these errors come before
-    any parameter changes.
+    add(sparse, dense) is not supported. Use add(dense, sparse) instead.``; so does a
+    dense gradient for a parameter whose momentum buffer is sparse, and a sparse gradient
+    with ``nesterov`` for one whose buffer is dense; ``fused=True`` raises
+    ``RuntimeError: `_fused_sgd` does not support sparse gradients``. Unlike torch, these
+    errors come before any parameter or buffer changes.
     """
 
     _supports_sparse_grad = True
@@ -155,8 +209,16 @@ class SGD(Optimizer):
             raise RuntimeError("`_fused_sgd` does not support sparse gradients")
         if group["weight_decay"] != 0:
             raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
-        if group["momentum"] != 0:
-            raise NotImplementedError(_SPARSE_MOMENTUM_ERROR)
+        if group["momentum"] != 0 and group["nesterov"]:
+            buf = self.state.get(p, {}).get("momentum_buffer")
+            if buf is not None and not isinstance(buf, SparseGrad):
+                # torch's grad.add(buf): a sparse gradient plus a dense buffer
+                raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
+
+    def _check_dense_grad(self, p: Any, grad: Any, group: dict[str, Any]) -> None:
+        if group["momentum"] != 0 and isinstance(self.state.get(p, {}).get("momentum_buffer"), SparseGrad):
+            # torch's buf.add_(grad): a sparse buffer plus a dense gradient
+            raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
 
     def __init__(
         self,

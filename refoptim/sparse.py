@@ -6,7 +6,7 @@ COO layout: ``indices`` (integer, shape ``(sparse_dim, nnz)``), ``values`` (shap
 any Array API namespace, to be assigned to ``Parameter.grad``; ``SGD``, ``Adagrad`` and
 ``SparseAdam`` step with it (the other optimizers refuse it with torch's message).
 
-Two operations decide how a sparse step rounds, and both follow torch 2.13's CPU kernels
+These operations decide how a sparse step rounds, and all follow torch 2.13's CPU kernels
 bit for bit:
 
 * :meth:`SparseGrad.coalesce` sums the values of duplicate indices. torch sorts the
@@ -21,6 +21,10 @@ bit for bit:
 * :func:`add_sparse_` is torch's ``dense.add_(sparse, alpha=a)``: every stored entry, in
   storage order and *without* coalescing, is added with a fused multiply-add
   ``dense[i] = fma(a, v, dense[i])``; duplicates are applied one after another.
+* :meth:`SparseGrad.add` is torch's ``sparse.add(sparse, alpha=a)`` (SGD's sparse
+  momentum buffer): a merge walk over both operands' entries in storage order, not
+  coalesced, equal heads combined with ``fma(a, o, s)``; :meth:`SparseGrad.mul_` scales
+  the values and, as torch's in-place product does, clears the coalesced flag.
 
 Scatter into a dense array (torch's ``index_add`` of unique rows) is not part of the
 Array API: :func:`scatter_rows` uses integer-array assignment where the array type has it
@@ -35,7 +39,7 @@ import math
 from typing import Any
 
 from ._backend import array_namespace, device_of, is_array, namespace_name, typename
-from ._primitives import add
+from ._primitives import add, mul_
 
 __all__ = ["SparseGrad", "add_sparse_", "gather_rows", "scatter_rows", "torch_cpu_sort_permutation"]
 
@@ -188,6 +192,89 @@ class SparseGrad:
             f"nnz={self.nnz}, dtype={self.dtype})"
         )
 
+    # ------------------------------------------------------------------ torch's arithmetic
+    def clone(self) -> SparseGrad:
+        """torch's ``clone()``: indices and values copied, the coalesced flag kept."""
+        xp = array_namespace(self.values)
+        return SparseGrad(
+            xp.asarray(self.indices, copy=True), xp.asarray(self.values, copy=True), self.shape,
+            is_coalesced=self._coalesced,
+        )
+
+    def mul(self, value: Any) -> SparseGrad:
+        """torch's out-of-place ``sparse.mul(scalar)``: the values times ``value`` (one
+        plain rounding at the values' dtype), indices and coalesced flag kept."""
+        return SparseGrad(self.indices, self.values * value, self.shape, is_coalesced=self._coalesced)
+
+    def mul_(self, value: Any) -> SparseGrad:
+        """torch's in-place ``sparse.mul_(scalar)``; returns ``self``.
+
+        The values are multiplied in place (where the array type allows), indices kept.
+        torch 2.13 quirk reproduced: the in-place product clears the coalesced flag of a
+        tensor with two entries or more (``is_coalesced()`` is then ``nnz <= 1``, whatever
+        it was before), while the out-of-place :meth:`mul` keeps it.
+        """
+        self.values = mul_(self.values, value)
+        self._coalesced = self.nnz <= 1
+        return self
+
+    def add(self, other: SparseGrad, alpha: Any = 1) -> SparseGrad:
+        r"""torch 2.13's CPU ``sparse.add(other_sparse, alpha=alpha)``: a new sparse tensor.
+
+        Neither operand is coalesced first. torch walks both in storage order with two
+        cursors, as the merge step of a merge sort: the smaller index (compared
+        lexicographically) is emitted alone, equal indices are emitted once with their
+        values combined. So the result keeps every entry of both (``nnz`` up to
+        ``self.nnz + other.nnz``, never capped: repeated additions grow it without bound)
+        and is sorted only where both operands were. Its values: ``0 + s`` for an entry
+        of ``self`` alone (a ``-0.0`` becomes ``+0.0``), ``fma(alpha, o, 0)`` for one of
+        ``other`` alone, ``fma(alpha, o, s)`` for a matched pair (BLAS ``axpy``: fused for
+        float32/float64, a plain multiply then add for complex). The result is flagged
+        coalesced only when both operands are.
+
+        Special cases, as torch: ``other`` empty gives a copy of ``self`` (its flag);
+        ``self`` empty gives ``other * alpha`` (a plain product, ``other``'s flag).
+
+        The cursor walk runs on the host over the linear indices (one device-to-host
+        copy; O(nnz) interpreted steps); the values are combined with array operations.
+        """
+        if not isinstance(other, SparseGrad):
+            raise RuntimeError("add(sparse, dense) is not supported. Use add(dense, sparse) instead.")  # noqa: TRY004
+        if other.shape != self.shape:
+            raise RuntimeError(
+                f"add: expected sizes of 'self' and 'other' to match, but {list(self.shape)} != {list(other.shape)}"
+            )
+        if other.sparse_dim != self.sparse_dim:
+            raise RuntimeError(
+                f"add: expected 'self' and 'other' to have same density, but 'self' has {self.sparse_dim} sparse "
+                f"dimensions while 'other' has {other.sparse_dim} sparse dimensions"
+            )
+        if other.nnz == 0:
+            return self.clone()
+        if self.nnz == 0:
+            xp = array_namespace(other.values)
+            return SparseGrad(
+                xp.asarray(other.indices, copy=True), other.values * alpha, self.shape, is_coalesced=other._coalesced
+            )
+        xp = array_namespace(self.values)
+        device = self.device
+        ra, rb, n_out, source = _merge_walk(_host_ints(self.linear_indices()), _host_ints(other.linear_indices()))
+        ra_x = xp.asarray(ra, dtype=xp.int64, device=device)
+        rb_x = xp.asarray(rb, dtype=xp.int64, device=device)
+        both = xp.concat([self.indices, xp.astype(other.indices, self.indices.dtype)], axis=1)
+        indices = xp.take(both, xp.asarray(source, dtype=xp.int64, device=device), axis=1)
+        values = xp.zeros((n_out,) + self.shape[self.sparse_dim :], dtype=self.dtype, device=device)
+        values = scatter_rows(values, ra_x, xp.take(values, ra_x, axis=0) + self.values)  # axpy(1, s): 0 + s
+        values = scatter_rows(values, rb_x, add(xp.take(values, rb_x, axis=0), other.values, alpha=alpha))
+        return SparseGrad(indices, values, self.shape, is_coalesced=self._coalesced and other._coalesced)
+
+    def add_(self, other: SparseGrad, alpha: Any = 1) -> SparseGrad:
+        """torch's in-place ``sparse.add_(other_sparse, alpha=alpha)``: :meth:`add`, stored
+        into ``self``; returns ``self``."""
+        out = self.add(other, alpha=alpha)
+        self.indices, self.values, self._coalesced = out.indices, out.values, out._coalesced
+        return self
+
     # ------------------------------------------------------------------ conversions
     def linear_indices(self) -> Any:
         """Each entry's row in the array viewed as ``(prod(shape[:sparse_dim]), *dense)``:
@@ -248,6 +335,40 @@ class SparseGrad:
         indices = xp.take(self.indices, first, axis=1)
         values = _sum_runs(xp, xp.take(self.values, perm, axis=0), new, starts, sizes, n_unique, max_mult)
         return SparseGrad(indices, values, self.shape, is_coalesced=True)
+
+
+def _merge_walk(a: list[int], b: list[int]) -> tuple[list[int], list[int], int, list[int]]:
+    """torch's two-cursor walk over the (linear) indices ``a`` and ``b`` of a sparse-sparse
+    addition: where each entry of ``a`` and of ``b`` lands in the result (``ra``, ``rb``),
+    the result's length, and for each result entry the column of ``concat(a, b)`` whose
+    index it takes."""
+    na, nb = len(a), len(b)
+    ra, rb = [0] * na, [0] * nb
+    source = []
+    i = j = 0
+    while i < na and j < nb:
+        x, y = a[i], b[j]
+        k = len(source)
+        if x < y:
+            ra[i] = k
+            source.append(i)
+            i += 1
+        elif x > y:
+            rb[j] = k
+            source.append(na + j)
+            j += 1
+        else:
+            ra[i] = rb[j] = k
+            source.append(i)
+            i += 1
+            j += 1
+    k = len(source)
+    ra[i:] = range(k, k + na - i)
+    source.extend(range(i, na))
+    k = len(source)
+    rb[j:] = range(k, k + nb - j)
+    source.extend(range(na + j, na + nb))
+    return ra, rb, len(source), source
 
 
 def _sum_runs(xp: Any, vals: Any, new: Any, starts: Any, sizes: Any, n_unique: int, max_mult: int) -> Any:

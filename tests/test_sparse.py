@@ -194,7 +194,6 @@ def test_sgd_sparse_duplicates_applied_one_by_one():
     "cls, options, error, message",
     [
         (refoptim.SGD, {"weight_decay": 0.1}, RuntimeError, "add(sparse, dense) is not supported. Use add(dense, sparse) instead."),
-        (refoptim.SGD, {"momentum": 0.9}, NotImplementedError, None),
         (refoptim.SGD, {"fused": True}, RuntimeError, "`_fused_sgd` does not support sparse gradients"),
         (refoptim.Adagrad, {"weight_decay": 0.1}, RuntimeError, "weight_decay option is not compatible with sparse gradients"),
     ],
@@ -311,3 +310,184 @@ def test_add_sparse_alpha_one_is_plain_add(name, xp):
     dense = xp.asarray(np.zeros(3))
     out = add_sparse_(dense, sg(xp, [[0, 2, 0]], [1.0, 2.0, 3.0], (3,), "float64"))
     assert to_np(out).tolist() == [4.0, 0.0, 2.0]
+
+
+# ------------------------------------------------------------------ sparse-sparse arithmetic, SGD momentum
+@pytest.mark.parametrize("name, xp", XPS)
+def test_sparse_add_merges_in_storage_order(name, xp):
+    # torch's two-cursor walk: the smaller head is emitted, equal heads combined
+    a = sg(xp, [[3, 1, 3]], [1.0, 2.0, 3.0], (5,), "float64")
+    b = sg(xp, [[0, 3, 4]], [10.0, 20.0, 30.0], (5,), "float64")
+    r = a.add(b, alpha=0.5)
+    assert to_np(r.indices).tolist() == [[0, 3, 1, 3, 4]]
+    assert to_np(r.values).tolist() == [5.0, 11.0, 2.0, 3.0, 15.0]
+    assert not r.is_coalesced() and r.nnz == 5
+    assert to_np(r.to_dense()).tolist() == (to_np(a.to_dense()) + 0.5 * to_np(b.to_dense())).tolist()
+    # both coalesced: a sorted merge, flagged coalesced
+    c = sg(xp, [[1, 3]], [1.0, 2.0], (5,), "float64").coalesce()
+    d = sg(xp, [[0, 3]], [5.0, 6.0], (5,), "float64").coalesce()
+    e = c.add(d, alpha=0.5)
+    assert to_np(e.indices).tolist() == [[0, 1, 3]] and to_np(e.values).tolist() == [2.5, 1.0, 5.0]
+    assert e.is_coalesced()
+
+
+def test_sparse_add_multi_dim_lexicographic_and_growth():
+    p = SparseGrad(np.array([[1, 0], [0, 2]]), np.array([1.0, 2.0]), (3, 3))
+    q = SparseGrad(np.array([[0, 1], [2, 0]]), np.array([10.0, 20.0]), (3, 3))
+    r = p.add(q)
+    assert r.indices.tolist() == [[0, 1, 0], [2, 0, 2]] and r.values.tolist() == [10.0, 21.0, 2.0]
+    g = SparseGrad(np.array([[0, 1, 2, 3, 4, 0]]), np.ones(6), (5,))
+    assert g.add(g).nnz == 6  # never capped at numel, never coalesced
+
+
+def test_sparse_add_rounding_and_signed_zeros():
+    t = np.array([1.0, -0.0, 3.0], np.float32)
+    s = np.array([np.float32(1e-8), np.float32(7.0)], np.float32)
+    a = SparseGrad(np.array([[0, 1, 2]]), t, (3,), is_coalesced=True)
+    b = SparseGrad(np.array([[0, 2]]), s, (3,), is_coalesced=True)
+    r = a.add(b, alpha=0.9)
+    fused = [np.float32(np.float64(t[0]) + np.float64(np.float32(0.9)) * np.float64(s[0])), 0.0,
+             np.float32(np.float64(t[2]) + np.float64(np.float32(0.9)) * np.float64(s[1]))]
+    assert r.values.tolist() == fused
+    assert not np.signbit(r.values[1])  # 0 + -0 is +0 (axpy into zeros)
+    # an empty left operand: a plain product, -0 kept, the right operand's flag
+    empty = SparseGrad(np.zeros((1, 0), np.int64), np.zeros(0, np.float32), (3,))
+    m = empty.add(SparseGrad(np.array([[1, 1]]), np.array([-0.0, 2.0], np.float32), (3,)), alpha=0.5)
+    assert m.values.tolist() == [-0.0, 1.0] and np.signbit(m.values[0]) and not m.is_coalesced()
+    # an empty right operand: a copy
+    c = a.add(empty, alpha=0.5)
+    assert c.values.tobytes() == t.tobytes() and c.is_coalesced() and c.values is not a.values
+
+
+def test_sparse_mul_flags():
+    c = SparseGrad(np.array([[0, 3]]), np.array([1.0, 2.0]), (5,), is_coalesced=True)
+    assert c.mul(0.5).is_coalesced() and c.mul(0.5).values.tolist() == [0.5, 1.0]
+    d = c.clone()
+    assert d.is_coalesced() and d.values is not c.values
+    assert d.mul_(0.5) is d and not d.is_coalesced() and d.values.tolist() == [0.5, 1.0]
+    one = SparseGrad(np.array([[2]]), np.array([1.0]), (5,), is_coalesced=False)
+    assert not one.is_coalesced() and one.mul_(0.5).is_coalesced()  # nnz <= 1
+
+
+def _sgd_momentum_reference(seq, init, lr, momentum, dampening, nesterov, maximize, dtype):
+    """SGD with momentum and sparse 1-d gradients in plain NumPy scalars, following torch's
+    sparse rules one entry at a time: clone, mul_, the merge walk of sparse + sparse
+    (axpy: fused), the storage-order dense + sparse (fused)."""
+    def fused(a, x, y):  # fma(a, x, y) for float32: exact product in float64, one rounding
+        return dtype(np.float64(dtype(a)) * np.float64(x) + np.float64(y))
+
+    def add(t, s, alpha):  # torch's sparse t.add(s, alpha)
+        if not s[0]:
+            return t
+        if not t[0]:
+            return s[0], [dtype(v * dtype(alpha)) for v in s[1]]
+        (ti, tv), (si, sv) = t, s
+        out_i, out_v, i, j = [], [], 0, 0
+        while i < len(ti) or j < len(si):
+            if j >= len(si) or (i < len(ti) and ti[i] < si[j]):
+                out_i.append(ti[i]); out_v.append(dtype(0) + tv[i]); i += 1
+            elif i >= len(ti) or ti[i] > si[j]:
+                out_i.append(si[j]); out_v.append(fused(alpha, sv[j], 0)); j += 1
+            else:
+                out_i.append(ti[i]); out_v.append(fused(alpha, sv[j], tv[i])); i += 1; j += 1
+        return out_i, out_v
+
+    p, buf = init.copy(), None
+    for idx, vals in seq:
+        g = (list(idx[0]), [(-v if maximize else v) for v in vals])
+        if buf is None:
+            buf = (g[0], list(g[1]))
+        else:
+            buf = add((buf[0], [dtype(v * dtype(momentum)) for v in buf[1]]), g, 1 - dampening)
+        step = add(g, buf, momentum) if nesterov else buf
+        for i, v in zip(*step):
+            p[i] = fused(-lr, v, p[i])
+    return p, buf
+
+
+@pytest.mark.parametrize("name, xp", XPS)
+@pytest.mark.parametrize("options", [
+    {"momentum": 0.9},
+    {"momentum": 0.9, "dampening": 0.3},
+    {"momentum": 0.8, "nesterov": True},
+    {"momentum": 0.5, "maximize": True},
+])
+def test_sgd_sparse_momentum_buffer(name, xp, options):
+    rng = np.random.default_rng(4)
+    dtype = np.float32
+    init = rng.standard_normal(6).astype(dtype)
+    seq = []
+    for step in range(12):
+        nnz = 0 if step % 5 == 3 else int(rng.integers(1, 8))
+        seq.append((rng.integers(0, 4, (1, nnz)), rng.standard_normal(nnz).astype(dtype)))
+    p = refoptim.Parameter(xp.asarray(init.copy()))
+    opt = refoptim.SGD([p], lr=0.1, **options)
+    nnz = []
+    for idx, vals in seq:
+        p.grad = sg(xp, idx, vals, (6,))
+        opt.step()
+        buf = opt.state[p]["momentum_buffer"]
+        assert isinstance(buf, SparseGrad)
+        nnz.append(buf.nnz)
+    assert nnz == sorted(nnz) and nnz[-1] > 6  # grows past numel, never coalesced
+    assert not buf.is_coalesced()
+    expect_p, expect_buf = _sgd_momentum_reference(
+        seq, init, 0.1, options["momentum"], options.get("dampening", 0.0), options.get("nesterov", False),
+        options.get("maximize", False), dtype)
+    assert to_np(buf.indices)[0].tolist() == list(expect_buf[0])
+    assert to_np(buf.values).tobytes() == np.asarray(expect_buf[1], dtype).tobytes()
+    assert to_np(p.data).tobytes() == expect_p.tobytes()
+    # the buffer travels in state_dict, and load_state_dict keeps it sparse
+    sd = opt.state_dict()
+    assert sd["state"][0]["momentum_buffer"] is buf
+    q = refoptim.Parameter(xp.asarray(init.copy()))
+    opt2 = refoptim.SGD([q], lr=0.1, **options)
+    opt2.load_state_dict(sd)
+    loaded = opt2.state[q]["momentum_buffer"]
+    assert isinstance(loaded, SparseGrad) and loaded is not buf and not loaded.is_coalesced()
+    assert_bitwise_equal(loaded.values, buf.values)
+    assert to_np(loaded.indices).tolist() == to_np(buf.indices).tolist()
+
+
+def test_sgd_sparse_momentum_first_buffer_is_a_clone():
+    p = refoptim.Parameter(np.zeros(4, np.float32))
+    opt = refoptim.SGD([p], lr=0.1, momentum=0.9, dampening=0.5)
+    g = SparseGrad(np.array([[2, 0, 2]]), np.array([1.0, 2.0, 3.0], np.float32), (4,))
+    p.grad = g
+    opt.step()
+    buf = opt.state[p]["momentum_buffer"]
+    assert buf is not g and buf.values is not g.values and buf.indices.tolist() == [[2, 0, 2]]
+    assert buf.values.tolist() == [1.0, 2.0, 3.0]  # no dampening at the first step
+    assert not buf.is_coalesced()
+
+
+def test_sgd_sparse_buffer_with_dense_grad_refused_before_changes():
+    a, b = refoptim.Parameter(np.ones(3, np.float32)), refoptim.Parameter(np.ones(3, np.float32))
+    opt = refoptim.SGD([a, b], lr=0.1, momentum=0.9)
+    a.grad = np.ones(3, np.float32)
+    b.grad = SparseGrad(np.array([[0]]), np.ones(1, np.float32), (3,))
+    opt.step()
+    b.grad = np.ones(3, np.float32)
+    before_p = param_snapshot(opt)
+    buf_a = opt.state[a]["momentum_buffer"].copy()
+    buf_b = opt.state[b]["momentum_buffer"].values.copy()
+    with pytest.raises(RuntimeError, match=r"^add\(sparse, dense\) is not supported"):
+        opt.step()
+    assert_snapshots_equal(param_snapshot(opt), before_p)
+    assert_bitwise_equal(opt.state[a]["momentum_buffer"], buf_a)
+    assert_bitwise_equal(opt.state[b]["momentum_buffer"].values, buf_b)
+
+
+def test_sgd_dense_buffer_then_sparse_grad():
+    p = refoptim.Parameter(np.zeros(3, np.float64))
+    opt = refoptim.SGD([p], lr=0.5, momentum=0.5)
+    p.grad = np.array([1.0, 2.0, 3.0])
+    opt.step()
+    p.grad = SparseGrad(np.array([[0, 0]]), np.array([1.0, 1.0]), (3,))
+    opt.step()
+    buf = opt.state[p]["momentum_buffer"]
+    assert not isinstance(buf, SparseGrad) and buf.tolist() == [2.5, 1.0, 1.5]
+    nest = refoptim.SGD([p], lr=0.5, momentum=0.5, nesterov=True)
+    nest.state[p] = {"momentum_buffer": np.zeros(3)}
+    with pytest.raises(RuntimeError, match=r"^add\(sparse, dense\) is not supported"):
+        nest.step()

@@ -14,6 +14,12 @@ optimizers: each step teacher-forced (refoptim starts from torch's parameters an
 with the parameter and every state entry compared in ULP of the operands' scale
 (``thresholds.ONE_STEP_ULP``), the state layout (keys, dtypes, shapes; SparseAdam's
 ``step`` a Python int), and a free-running trajectory.
+
+SGD with momentum keeps a *sparse* ``momentum_buffer`` (a torch sparse tensor in its
+``state_dict()``, a :class:`refoptim.SparseGrad` in refoptim's): its indices must equal
+torch's exactly, in the same storage order, with the same ``nnz`` and the same
+``is_coalesced()`` flag (a structure error otherwise); its values are compared in ULP.
+:func:`sparse_from_torch` and :func:`sparse_to_torch` convert such a buffer.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from .torch_adapter import (
     torch_options,
 )
 
-__all__ = ["OBJECTIVES", "SHAPES", "configs", "run_config"]
+__all__ = ["OBJECTIVES", "SHAPES", "configs", "run_config", "sparse_from_torch", "sparse_to_torch"]
 
 OBJECTIVES = ("sparse",)
 """The gradient source this module owns (a seeded sequence of sparse gradients)."""
@@ -63,8 +69,25 @@ _SPARSE_ADAM_GROUPS = (
     {"lr": 3e-3, "betas": (0.5, 0.9)},
     {"lr": 2e-2, "eps": 1e-4, "maximize": True},
 )
-_SGD = [{}, {"lr": 0.1}, {"lr": _lr_array(1e-2)}, {"maximize": True}, {"lr": 0.05, "maximize": True}]
-_SGD_GROUPS = ({"lr": 0.1}, {"lr": 0.05, "maximize": True}, {"lr": 0.2})
+_SGD = [
+    {},
+    {"lr": 0.1},
+    {"lr": _lr_array(1e-2)},
+    {"maximize": True},
+    {"lr": 0.05, "maximize": True},
+    # momentum: a sparse momentum buffer (torch's sparse-sparse addition)
+    {"lr": 0.1, "momentum": 0.9},
+    {"lr": 0.05, "momentum": 0.9, "dampening": 0.1},
+    {"lr": 0.05, "momentum": 0.5, "dampening": 0.5, "maximize": True},
+    {"lr": 0.1, "momentum": 0.9, "nesterov": True},
+    {"lr": _lr_array(2e-2), "momentum": 0.8, "nesterov": True, "maximize": True},
+    {"momentum": 1.0},
+]
+_SGD_GROUPS = (
+    {"lr": 0.1},
+    {"lr": 0.05, "maximize": True, "momentum": 0.5, "dampening": 0.2},
+    {"lr": 0.2, "momentum": 0.9, "nesterov": True},
+)
 _ADAGRAD = [
     {},
     {"lr": 0.1},
@@ -182,8 +205,61 @@ def _build(cfg: Config, values: list[np.ndarray]) -> tuple[list[Any], Any, list[
     return ref_params, ref_opt, t_params, t_opt
 
 
+def sparse_from_torch(t: torch.Tensor) -> Any:
+    """A torch sparse COO tensor as a :class:`refoptim.SparseGrad` of NumPy arrays: the
+    same indices in the same storage order, the same values and coalesced flag (not
+    coalesced here)."""
+    from refoptim.sparse import SparseGrad
+
+    t = t.detach()
+    return SparseGrad(from_torch(t._indices()), from_torch(t._values()), tuple(t.shape), is_coalesced=t.is_coalesced())
+
+
+def sparse_to_torch(g: Any) -> torch.Tensor:
+    """A :class:`refoptim.SparseGrad` as a torch sparse COO tensor, storage order and
+    coalesced flag kept (SGD's sparse ``momentum_buffer`` for torch's ``load_state_dict``)."""
+    return torch.sparse_coo_tensor(
+        to_torch(np.asarray(g.indices)), to_torch(np.asarray(g.values)), g.shape, is_coalesced=g.is_coalesced(),
+        check_invariants=True,
+    )
+
+
+def _state_value(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return sparse_from_torch(v) if v.is_sparse else from_torch(v)
+    return v
+
+
 def _np_state(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: from_torch(v) if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
+    return {k: _state_value(v) for k, v in entry.items()}
+
+
+def _copy_state_value(v: Any) -> Any:
+    from refoptim.sparse import SparseGrad
+
+    if isinstance(v, np.ndarray):
+        return np.array(v, copy=True)
+    if isinstance(v, SparseGrad):
+        return v.clone()
+    return v
+
+
+def _sparse_errors(where: str, ours: Any, theirs: torch.Tensor) -> list[str]:
+    """A sparse state entry against torch's: same dense shape and dtype, the same indices
+    in the same order, the same coalesced flag (values are compared in ULP elsewhere)."""
+    from refoptim.sparse import SparseGrad
+
+    if not isinstance(ours, SparseGrad):
+        return [f"{where}: is {type(ours).__name__}, torch's a sparse tensor"]
+    t = sparse_from_torch(theirs)
+    if ours.shape != t.shape or np.asarray(ours.values).dtype != np.asarray(t.values).dtype:
+        ours_dt, theirs_dt = np.asarray(ours.values).dtype, np.asarray(t.values).dtype
+        return [f"{where}: sparse {ours_dt}{list(ours.shape)}, torch's {theirs_dt}{list(t.shape)}"]
+    if ours.nnz != t.nnz or not np.array_equal(np.asarray(ours.indices), np.asarray(t.indices)):
+        return [f"{where}: sparse indices differ (nnz {ours.nnz}, torch's {t.nnz})"]
+    if ours.is_coalesced() != t.is_coalesced():
+        return [f"{where}: is_coalesced() {ours.is_coalesced()}, torch's {t.is_coalesced()}"]
+    return []
 
 
 def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -192,7 +268,9 @@ def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> 
         return [f"{where}: state keys {sorted(ours)} != torch's {sorted(theirs)}"]
     for key, t in theirs.items():
         o = ours[key]
-        if isinstance(t, torch.Tensor):
+        if isinstance(t, torch.Tensor) and t.is_sparse:
+            errors += _sparse_errors(f"{where}: state[{key!r}]", o, t)
+        elif isinstance(t, torch.Tensor):
             o_np = np.asarray(o)
             if o_np.dtype != from_torch(t).dtype or o_np.shape != tuple(t.shape):
                 errors.append(f"{where}: state[{key!r}] is {o_np.dtype}{list(o_np.shape)}, torch's "
@@ -237,8 +315,7 @@ def _run(cfg: Config) -> Result:
             p.data[...] = value
             entry = t_state_before.get(ids[i])
             if entry:
-                forced_opt.state[p] = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
-                                       for k, v in entry.items()}
+                forced_opt.state[p] = {k: _copy_state_value(v) for k, v in entry.items()}
             else:
                 forced_opt.state.pop(p, None)
         dense_grads = []
@@ -268,6 +345,18 @@ def _run(cfg: Config) -> Result:
                     if r_entry[key] != t_val:
                         result.structure_errors.append(
                             f"step {step + 1}, param {names[i]}: state[{key!r}] {r_entry[key]!r} != torch's {t_val!r}")
+                    continue
+                where = f"step {step + 1}, param {names[i]}"
+                if t_val.is_sparse:
+                    # the same indices in the same order (else a structure error), then the
+                    # values in ULP of their own scale
+                    errs = _sparse_errors(f"{where}: state[{key!r}]", r_entry[key], t_val)
+                    result.structure_errors += errs
+                    if errs:
+                        continue
+                    err = ulp_error(np.asarray(r_entry[key].values), from_torch(t_val._values()))
+                    if err > result.state_ulp:
+                        result.state_ulp, result.state_where = err, f"{where}, {key}"
                     continue
                 ops = [before[key]] if key in before else []
                 if dg is not None:
