@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace as _compat_array_namespace
+from array_api_compat import is_array_api_obj
 from array_api_compat import device as _device
 
 __all__ = [
@@ -31,9 +32,35 @@ __all__ = [
 ]
 
 
+_NAMESPACES: dict[type, Any] = {}
+
+
+def array_namespace(*xs: Any, **kwargs: Any) -> Any:
+    """array-api-compat's ``array_namespace``, remembered per array type for the common
+    call with one array and no options (a step asks it once per primitive, and the
+    answer depends only on the type)."""
+    if len(xs) == 1 and not kwargs:
+        kind = type(xs[0])
+        xp = _NAMESPACES.get(kind)
+        if xp is None:
+            xp = _compat_array_namespace(xs[0])
+            _NAMESPACES[kind] = xp
+        return xp
+    return _compat_array_namespace(*xs, **kwargs)
+
+
+_IS_ARRAY: dict[type, bool] = {}
+
+
 def is_array(x: Any) -> bool:
-    """True for any array of an Array API library (NumPy, CuPy, array-api-strict, ...)."""
-    return is_array_api_obj(x)
+    """True for any array of an Array API library (NumPy, CuPy, array-api-strict, ...).
+
+    The answer depends only on the type, so it is remembered per type."""
+    kind = type(x)
+    known = _IS_ARRAY.get(kind)
+    if known is None:
+        known = _IS_ARRAY[kind] = bool(is_array_api_obj(x))
+    return known
 
 
 def device_of(x: Any) -> Any:

@@ -16,6 +16,12 @@ Only arrays that can be viewed flat without a copy are chunked (C-contiguous par
 gradient and full-size state on a namespace whose ``reshape`` returns views for them:
 NumPy, CuPy); anything else runs whole, exactly as before. ``tests/test_fastpath.py``
 proves every covered optimizer bit-identical to the whole-array rule.
+
+Many small parameters (at most two pieces each) are updated together instead
+(:func:`grouped_update`, like torch's ``foreach`` path): those of one group with the same
+dtype, state layout and scalar state values (so the same ``step``) are concatenated, the
+rule runs once on the concatenation, and the results are copied back in place. The
+per-parameter cost of the rule's many small calls disappears; the copies cost two passes.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, Callable
 
 from ._backend import array_namespace, is_array
 
-__all__ = ["CHUNK_ELEMENTS", "can_chunk", "chunked_update"]
+__all__ = ["CHUNK_ELEMENTS", "can_chunk", "can_group", "chunked_update", "grouped_update"]
 
 CHUNK_ELEMENTS = 15872
 """Elements per piece (31 x 512): a piece's float64 temporaries (torch's fused multiply-adds
@@ -36,12 +42,17 @@ turn chunking off."""
 
 
 def _flat_view(xp: Any, x: Any) -> Any | None:
-    """``x`` as a 1-d view sharing its memory, or ``None`` when that needs a copy."""
+    """``x`` as a 1-d view sharing its memory, or ``None`` when that needs a copy.
+
+    Only arrays that say they are C-contiguous and writeable (NumPy's and CuPy's
+    ``flags``) qualify; their own ``reshape`` method returns the view without the
+    namespace wrapper's overhead, which matters when it runs for every small parameter."""
     flags = getattr(x, "flags", None)
     if flags is None or not flags["C_CONTIGUOUS"] or not flags["WRITEABLE"]:
         return None
+    method = getattr(x, "reshape", None)
     try:
-        return xp.reshape(x, (-1,), copy=False)
+        return method(-1) if method is not None else xp.reshape(x, (-1,), copy=False)
     except (ValueError, TypeError, AttributeError, NotImplementedError):
         return None
 
@@ -114,3 +125,122 @@ def chunked_update(
     for key, pieces in created.items():
         state[key] = xp.reshape(xp.concat(pieces), shape)
     return param
+
+
+# --------------------------------------------------------------------- many small arrays
+def can_group(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> bool:
+    """True when a parameter may be updated together with others of its group: small
+    (at most two pieces, so it would run whole), with the parameter, gradient and
+    full-size state all viewable flat without a copy."""
+    chunk = CHUNK_ELEMENTS if chunk is None else chunk
+    if chunk <= 0 or not is_array(grad):
+        return False
+    size = getattr(param, "size", None)
+    if size is None or size == 0 or size > 2 * chunk or len(param.shape) == 0:
+        return False
+    xp = array_namespace(param)
+    shape = tuple(param.shape)
+    if tuple(grad.shape) != shape or _flat_view(xp, param) is None or _flat_view(xp, grad) is None:
+        return False
+    return all(
+        _flat_view(xp, v) is not None for v in state.values() if is_array(v) and tuple(v.shape) == shape
+    )
+
+
+def _signature(param: Any, state: dict[str, Any]) -> tuple:
+    """What must be equal for two parameters to share one call of the rule: dtype, the
+    state's keys, which entries are full-size, and the exact scalar state values."""
+    shape = tuple(param.shape)
+    parts: list[Any] = [param.dtype, getattr(param, "device", None)]
+    for key in sorted(state):
+        value = state[key]
+        if is_array(value) and tuple(value.shape) == shape:
+            parts.append((key, "full", value.dtype))
+        elif is_array(value):
+            parts.append((key, "array", value.dtype, tuple(value.shape), _host_bytes(value)))
+        else:
+            parts.append((key, type(value), repr(value)))
+    return tuple(parts)
+
+
+def _host_bytes(value: Any) -> bytes:
+    """A small array's bytes, read on the host (NumPy ``tobytes``; CuPy through ``get``)."""
+    get = getattr(value, "get", None)
+    host = get() if callable(get) else value
+    tobytes = getattr(host, "tobytes", None)
+    if tobytes is not None:
+        return tobytes()
+    import numpy as np
+
+    return np.asarray(host).tobytes()
+
+
+def grouped_update(
+    update: Callable[[Any, Any, dict[str, Any], dict[str, Any]], Any],
+    items: list[tuple[Any, Any, dict[str, Any]]],
+    group: dict[str, Any],
+) -> None:
+    """Update many small parameters with few calls of the rule; same bits as one call each.
+
+    ``items`` are ``(parameter array, gradient, state)`` triples that pass
+    :func:`can_group`. Those with equal :func:`_signature` (dtype, state layout, scalar
+    state values) are concatenated, updated by one call of ``update`` (piece by piece when
+    large), and copied back in place; each parameter gets its own copy of the new scalar
+    state, and entries the rule creates are split back per parameter.
+    """
+    buckets: dict[tuple, list[tuple[Any, Any, dict[str, Any]]]] = {}
+    for item in items:
+        buckets.setdefault(_signature(item[0], item[2]), []).append(item)
+    limit = CHUNK_ELEMENTS
+    for bucket in buckets.values():
+        # runs of about one piece's worth of elements: the working set stays in cache and
+        # the concatenated copies stay small
+        run: list[tuple[Any, Any, dict[str, Any]]] = []
+        size = 0
+        for item in bucket:
+            if run and size + int(item[0].size) > limit:
+                _update_run(update, run, group)
+                run, size = [], 0
+            run.append(item)
+            size += int(item[0].size)
+        _update_run(update, run, group)
+
+
+def _update_run(update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> None:
+    if len(run) == 1:
+        param, grad, state = run[0]
+        out = update(param, grad, state, group)
+        if out is not param:
+            param[...] = out
+        return
+    _update_bucket(update, run, group)
+
+
+def _update_bucket(update: Callable, bucket: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> None:
+    first_param, _, first_state = bucket[0]
+    xp = array_namespace(first_param)
+    shapes = [tuple(p.shape) for p, _, _ in bucket]
+    sizes = [int(p.size) for p, _, _ in bucket]
+    offsets = [0]
+    for n in sizes:
+        offsets.append(offsets[-1] + n)
+    total = offsets[-1]
+    flats = [_flat_view(xp, p) for p, _, _ in bucket]
+    full_keys = [k for k, v in first_state.items() if is_array(v) and tuple(v.shape) == shapes[0]]
+    flat_p = xp.concat(flats)
+    flat_g = xp.concat([_flat_view(xp, g) for _, g, _ in bucket])
+    state: dict[str, Any] = {k: _copy(xp, v) for k, v in first_state.items() if k not in full_keys}
+    for key in full_keys:
+        state[key] = xp.concat([_flat_view(xp, s[key]) for _, _, s in bucket])
+    new_p = update(flat_p, flat_g, state, group)
+    for i, (param, _, pstate) in enumerate(bucket):
+        lo, hi = offsets[i], offsets[i + 1]
+        flats[i][...] = new_p[lo:hi]
+        for key, value in state.items():
+            if is_array(value) and tuple(value.shape) == (total,):
+                if key in pstate and is_array(pstate[key]) and tuple(pstate[key].shape) == shapes[i]:
+                    _flat_view(xp, pstate[key])[...] = value[lo:hi]
+                else:  # created by the rule in this step
+                    pstate[key] = xp.reshape(xp.asarray(value[lo:hi], copy=True), shapes[i])
+            else:
+                pstate[key] = _copy(xp, value)

@@ -28,7 +28,7 @@ from ._backend import (
     namespace_name,
     typename,
 )
-from ._fastpath import can_chunk, chunked_update
+from ._fastpath import can_chunk, can_group, chunked_update, grouped_update
 from .parameter import Parameter
 from .sparse import SparseGrad
 
@@ -461,17 +461,26 @@ class Optimizer:
         if closure is not None:
             loss = closure()
         for group, pairs in self._params_with_grad():
+            together = []
             for p, grad in pairs:
                 state = self.state.get(p)
                 if not state:
                     state = self._init_state(p, group)
+                # The fast paths give the same bits as the plain rule (refoptim._fastpath):
+                if self._elementwise and can_group(p.data, grad, state):
+                    together.append((p, grad, state))  # many small arrays: updated together
+                    continue
                 if self._elementwise and can_chunk(p.data, grad, state):
-                    # the same bits, piece by piece (refoptim._fastpath)
-                    chunked_update(self._update, p.data, grad, state, group)
+                    chunked_update(self._update, p.data, grad, state, group)  # piece by piece
                 else:
                     p.data = assign(p.data, self._update(p.data, grad, state, group))
                 if state:
                     self.state[p] = state
+            if together:
+                grouped_update(self._update, [(p.data, grad, state) for p, grad, state in together], group)
+                for p, _, state in together:
+                    if state:
+                        self.state[p] = state
         return loss
 
     step = _hooked_step(step)

@@ -119,3 +119,71 @@ def test_non_elementwise_optimizers_never_take_it(monkeypatch):
     assert not refoptim.Adafactor._elementwise and not refoptim.Muon._elementwise
     assert not refoptim.SparseAdam._elementwise
     assert refoptim.AdamW._elementwise and refoptim.SGD._elementwise
+
+
+def _run_many(name, options, dtype, chunk, monkeypatch, steps=6):
+    """Many small parameters (some 2-d, one non-contiguous, one 0-d), some skipping steps."""
+    monkeypatch.setattr(fastpath, "CHUNK_ELEMENTS", chunk)
+    calls = []
+    real = fastpath.grouped_update
+    monkeypatch.setattr(refoptim.optimizer, "grouped_update", lambda *a, **k: calls.append(1) or real(*a, **k))
+    shapes = [(7,), (3, 5), (1,), (11,), (2, 2, 3), (7,), ()]
+    params = [refoptim.Parameter(_arrays(dtype, i, s)) for i, s in enumerate(shapes)]
+    base = _arrays(dtype, 99, (6, 10))
+    params.append(refoptim.Parameter(base[::2, 1:8]))  # non-contiguous: runs whole
+    opt = getattr(refoptim, name)(
+        [{"params": params[:5]}, {"params": params[5:], "lr": 0.003}] if name != "Rprop" else params, **options
+    )
+    for step in range(steps):
+        for i, p in enumerate(params):
+            skip = (i == 1 and step % 3 == 1) or (i == 3 and step == 0)  # step counts diverge
+            p.grad = None if skip else _arrays(dtype, 100 * step + i, p.data.shape)
+        opt.step()
+    return [p.data for p in params], [opt.state[p] for p in params], len(calls)
+
+
+@pytest.mark.parametrize("chunk", [64, 8], ids=["one-run", "several-runs"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_many_small_parameters_together_are_bit_identical(name, options, dtype, chunk, monkeypatch):
+    whole_params, whole_state, whole_calls = _run_many(name, options, dtype, 0, monkeypatch)
+    many_params, many_state, many_calls = _run_many(name, options, dtype, chunk, monkeypatch)
+    assert whole_calls == 0 and many_calls > 0
+    for a, b in zip(whole_params, many_params):
+        assert _same_bits(a, b)
+    for sa, sb in zip(whole_state, many_state):
+        assert set(sa) == set(sb)
+        for key in sa:
+            va, vb = sa[key], sb[key]
+            assert type(va) is type(vb), key
+            if isinstance(va, np.ndarray):
+                assert _same_bits(va, vb), key
+            else:
+                assert va == vb, key
+
+
+def test_grouped_parameters_keep_their_arrays_and_own_their_state(monkeypatch):
+    monkeypatch.setattr(fastpath, "CHUNK_ELEMENTS", 64)
+    params = [refoptim.Parameter(_arrays(np.float32, i, (5,))) for i in range(4)]
+    arrays = [p.data for p in params]
+    opt = refoptim.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = _arrays(np.float32, 7, (5,))
+    opt.step()
+    opt.step()
+    assert all(p.data is a for p, a in zip(params, arrays))  # updated in place, not rebound
+    steps = [opt.state[p]["step"] for p in params]
+    assert all(float(s) == 2.0 for s in steps)
+    assert len({id(s) for s in steps}) == 4  # each parameter its own step array
+    bufs = [opt.state[p]["exp_avg"] for p in params]
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(bufs) for b in bufs[i + 1:])
+
+
+def test_what_cannot_be_grouped():
+    small = np.zeros(10, dtype=np.float32)
+    assert fastpath.can_group(small, small.copy(), {}, chunk=64)
+    assert not fastpath.can_group(small, small.copy(), {}, chunk=0)
+    assert not fastpath.can_group(np.zeros(200, np.float32), np.zeros(200, np.float32), {}, chunk=64)  # large: chunked
+    assert not fastpath.can_group(np.zeros((), np.float32), np.zeros((), np.float32), {}, chunk=64)  # 0-d
+    assert not fastpath.can_group(np.zeros(0, np.float32), np.zeros(0, np.float32), {}, chunk=64)  # empty
+    assert not fastpath.can_group(small[::2], small[::2].copy(), {}, chunk=64)
