@@ -11,8 +11,8 @@ import math
 from typing import Any
 
 from array_api_compat import array_namespace as _compat_array_namespace
-from array_api_compat import is_array_api_obj
 from array_api_compat import device as _device
+from array_api_compat import is_array_api_obj
 
 __all__ = [
     "array_namespace",

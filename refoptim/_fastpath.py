@@ -26,7 +26,8 @@ per-parameter cost of the rule's many small calls disappears; the copies cost tw
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._backend import array_namespace, is_array
 
