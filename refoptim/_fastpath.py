@@ -42,20 +42,55 @@ a step's extra memory falls from 8x the parameter's bytes to about 0.01x. Set to
 turn chunking off."""
 
 
+def _flat_ok(x: Any) -> bool:
+    """True when :func:`_flat_view` gives a view: a C-contiguous, writeable array."""
+    flags = getattr(x, "flags", None)
+    return flags is not None and bool(flags["C_CONTIGUOUS"]) and bool(flags["WRITEABLE"])
+
+
 def _flat_view(xp: Any, x: Any) -> Any | None:
     """``x`` as a 1-d view sharing its memory, or ``None`` when that needs a copy.
 
     Only arrays that say they are C-contiguous and writeable (NumPy's and CuPy's
     ``flags``) qualify; their own ``reshape`` method returns the view without the
     namespace wrapper's overhead, which matters when it runs for every small parameter."""
-    flags = getattr(x, "flags", None)
-    if flags is None or not flags["C_CONTIGUOUS"] or not flags["WRITEABLE"]:
+    if not _flat_ok(x):
         return None
     method = getattr(x, "reshape", None)
     try:
         return method(-1) if method is not None else xp.reshape(x, (-1,), copy=False)
     except (ValueError, TypeError, AttributeError, NotImplementedError):
         return None
+
+
+def _flat_parts(param: Any, grad: Any, state: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]] | None:
+    """The 1-d views of the parameter, its gradient and every full-size state entry (by
+    key), or ``None`` when any of them cannot be viewed flat without a copy."""
+    xp = array_namespace(param)
+    shape = tuple(param.shape)
+    if tuple(grad.shape) != shape:
+        return None
+    flat_p = _flat_view(xp, param)
+    flat_g = _flat_view(xp, grad)
+    if flat_p is None or flat_g is None:
+        return None
+    full = {}
+    for key, value in state.items():
+        if is_array(value) and tuple(value.shape) == shape:
+            flat = _flat_view(xp, value)
+            if flat is None:
+                return None
+            full[key] = flat
+    return flat_p, flat_g, full
+
+
+def _fits(param: Any, grad: Any, state: dict[str, Any]) -> bool:
+    """True when the parameter, its gradient and every full-size state entry can be viewed
+    flat (checked without making the views)."""
+    shape = tuple(param.shape)
+    if tuple(grad.shape) != shape or not _flat_ok(param) or not _flat_ok(grad):
+        return False
+    return all(_flat_ok(v) for v in state.values() if is_array(v) and tuple(v.shape) == shape)
 
 
 def can_chunk(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> bool:
@@ -68,13 +103,7 @@ def can_chunk(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = 
     size = getattr(param, "size", None)
     if size is None or size <= 2 * chunk:
         return False
-    xp = array_namespace(param)
-    shape = tuple(param.shape)
-    if tuple(grad.shape) != shape or _flat_view(xp, param) is None or _flat_view(xp, grad) is None:
-        return False
-    return all(
-        _flat_view(xp, v) is not None for v in state.values() if is_array(v) and tuple(v.shape) == shape
-    )
+    return _fits(param, grad, state)
 
 
 def _copy(xp: Any, value: Any) -> Any:
@@ -99,9 +128,7 @@ def chunked_update(
     xp = array_namespace(param)
     shape = tuple(param.shape)
     n = int(param.size)
-    flat_p = _flat_view(xp, param)
-    flat_g = _flat_view(xp, grad)
-    full = {k: _flat_view(xp, v) for k, v in state.items() if is_array(v) and tuple(v.shape) == shape}
+    flat_p, flat_g, full = _flat_parts(param, grad, state)
     scalars = {k: v for k, v in state.items() if k not in full}
     kept: dict[str, Any] = {}
     created: dict[str, list[Any]] = {}
@@ -131,21 +158,15 @@ def chunked_update(
 # --------------------------------------------------------------------- many small arrays
 def can_group(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> bool:
     """True when a parameter may be updated together with others of its group: small
-    (at most two pieces, so it would run whole), with the parameter, gradient and
-    full-size state all viewable flat without a copy."""
+    (at most two pieces, so it would run whole), not 0-d, with the parameter, gradient
+    and full-size state all viewable flat without a copy."""
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     if chunk <= 0 or not is_array(grad):
         return False
     size = getattr(param, "size", None)
     if size is None or size == 0 or size > 2 * chunk or len(param.shape) == 0:
         return False
-    xp = array_namespace(param)
-    shape = tuple(param.shape)
-    if tuple(grad.shape) != shape or _flat_view(xp, param) is None or _flat_view(xp, grad) is None:
-        return False
-    return all(
-        _flat_view(xp, v) is not None for v in state.values() if is_array(v) and tuple(v.shape) == shape
-    )
+    return _fits(param, grad, state)
 
 
 def _signature(param: Any, state: dict[str, Any]) -> tuple:
@@ -184,10 +205,11 @@ def grouped_update(
     """Update many small parameters with few calls of the rule; same bits as one call each.
 
     ``items`` are ``(parameter array, gradient, state)`` triples that pass
-    :func:`can_group`. Those with equal :func:`_signature` (dtype, state layout, scalar
-    state values) are concatenated, updated by one call of ``update`` (piece by piece when
-    large), and copied back in place; each parameter gets its own copy of the new scalar
-    state, and entries the rule creates are split back per parameter.
+    :func:`can_group`. Those with equal :func:`_signature` (dtype,
+    state layout, scalar state values) are concatenated, updated by one call of ``update``
+    per run of about :data:`CHUNK_ELEMENTS` elements, and copied back in place; each
+    parameter gets its own copy of the new scalar state, and entries the rule creates are
+    split back per parameter.
     """
     buckets: dict[tuple, list[tuple[Any, Any, dict[str, Any]]]] = {}
     for item in items:
@@ -208,40 +230,35 @@ def grouped_update(
 
 
 def _update_run(update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> None:
+    """One call of the rule for a run of parameters of one signature, results copied back."""
     if len(run) == 1:
         param, grad, state = run[0]
         out = update(param, grad, state, group)
         if out is not param:
             param[...] = out
         return
-    _update_bucket(update, run, group)
-
-
-def _update_bucket(update: Callable, bucket: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> None:
-    first_param, _, first_state = bucket[0]
+    parts = [_flat_parts(param, grad, state) for param, grad, state in run]
+    first_param, _, first_state = run[0]
+    first_full = parts[0][2]
     xp = array_namespace(first_param)
-    shapes = [tuple(p.shape) for p, _, _ in bucket]
-    sizes = [int(p.size) for p, _, _ in bucket]
     offsets = [0]
-    for n in sizes:
-        offsets.append(offsets[-1] + n)
+    for param, _, _ in run:
+        offsets.append(offsets[-1] + int(param.size))
     total = offsets[-1]
-    flats = [_flat_view(xp, p) for p, _, _ in bucket]
-    full_keys = [k for k, v in first_state.items() if is_array(v) and tuple(v.shape) == shapes[0]]
-    flat_p = xp.concat(flats)
-    flat_g = xp.concat([_flat_view(xp, g) for _, g, _ in bucket])
-    state: dict[str, Any] = {k: _copy(xp, v) for k, v in first_state.items() if k not in full_keys}
-    for key in full_keys:
-        state[key] = xp.concat([_flat_view(xp, s[key]) for _, _, s in bucket])
+    flat_p = xp.concat([flat for flat, _, _ in parts])
+    flat_g = xp.concat([flat for _, flat, _ in parts])
+    state: dict[str, Any] = {k: _copy(xp, v) for k, v in first_state.items() if k not in first_full}
+    for key in first_full:
+        state[key] = xp.concat([full[key] for _, _, full in parts])
     new_p = update(flat_p, flat_g, state, group)
-    for i, (param, _, pstate) in enumerate(bucket):
+    for i, ((param, _, pstate), (p_flat, _, p_full)) in enumerate(zip(run, parts)):
         lo, hi = offsets[i], offsets[i + 1]
-        flats[i][...] = new_p[lo:hi]
+        p_flat[...] = new_p[lo:hi]
         for key, value in state.items():
             if is_array(value) and tuple(value.shape) == (total,):
-                if key in pstate and is_array(pstate[key]) and tuple(pstate[key].shape) == shapes[i]:
-                    _flat_view(xp, pstate[key])[...] = value[lo:hi]
+                if key in p_full:
+                    p_full[key][...] = value[lo:hi]
                 else:  # created by the rule in this step
-                    pstate[key] = xp.reshape(xp.asarray(value[lo:hi], copy=True), shapes[i])
+                    pstate[key] = xp.reshape(xp.asarray(value[lo:hi], copy=True), tuple(param.shape))
             else:
                 pstate[key] = _copy(xp, value)
