@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from . import thresholds
-from .matrix import Config
+from .matrix import Config, _lr_array
 from .metrics import relative_error, step_relative_error
-from .runner import Result, _Gradients, _layout_errors
+from .runner import Result, _Gradients, _group_key_errors, _layout_errors
 from .torch_adapter import (
     NUMPY_DTYPES,
     TORCH_DTYPES,
     Twin,
+    _groups,
     from_torch,
     numpy_state_dict,
     refoptim_class,
@@ -46,11 +47,6 @@ view (every other row, four inner columns) of a (6, 9) array. Index 2, the (3, 4
 gets no gradient on its first three steps and every seventh (``runner._has_grad``)."""
 
 _REAL = ("float32", "float64")
-
-
-def _lr_array(value: float) -> np.ndarray:
-    """A 0-d float32 lr, as ``torch.tensor(value)`` makes it."""
-    return np.asarray(value, dtype=np.float32)
 
 
 _ALONE: list[dict[str, Any]] = [
@@ -131,15 +127,6 @@ def initial_values(cfg: Config) -> list[np.ndarray]:
     return out
 
 
-def _groups(cfg: Config, params: list[Any]) -> list[Any]:
-    if not cfg.groups:
-        return params
-    groups = [{"params": [], **g} for g in cfg.groups]
-    for i, p in enumerate(params):
-        groups[i % len(groups)]["params"].append(p)
-    return groups
-
-
 def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
     """The refoptim side on NumPy, the view parameter a non-contiguous view."""
     import refoptim
@@ -168,10 +155,7 @@ def build_twin(cfg: Config, values: list[np.ndarray]) -> Twin:
         else:
             t = to_torch(value).requires_grad_(True)
         params.append(t)
-    groups = _groups(cfg, params)
-    if cfg.groups:
-        groups = [torch_options(g) for g in groups]
-    optimizer = torch.optim.Adafactor(groups, **{"foreach": False, **torch_options(cfg.options)})
+    optimizer = torch.optim.Adafactor(_groups(cfg, params, torch_options), **{"foreach": False, **torch_options(cfg.options)})
     return Twin(params, optimizer)
 
 
@@ -254,11 +238,7 @@ def run_config(cfg: Config, ulp: dict[str, float] | None = None) -> Result:
     result.trajectory = max(
         relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
     )
-    t_groups = twin.optimizer.state_dict()["param_groups"]
-    r_groups = free.optimizer.state_dict()["param_groups"]
-    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
-        if set(tg) != set(rg):
-            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    result.structure_errors += _group_key_errors(twin.optimizer, free.optimizer)
     if ulp is not None:
         ulp.update(worst_ulp)
     result.seconds = time.perf_counter() - start

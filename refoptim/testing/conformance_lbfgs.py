@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from . import thresholds
-from .matrix import SHAPES, Config
+from .matrix import SHAPES, Config, _lr_array
 from .metrics import relative_error, step_relative_error
 from .runner import Result
 from .torch_adapter import (
@@ -58,11 +58,6 @@ __all__ = ["OBJECTIVES", "configs", "objective", "run_config"]
 OBJECTIVES = ("quadratic", "rosenbrock", "logistic")
 """The objectives of the LBFGS configurations (all with feedback: the gradient depends on
 the parameters)."""
-
-
-def _lr_array(value: float) -> np.ndarray:
-    """A 0-d float32 lr, as ``torch.tensor(value)`` makes it."""
-    return np.asarray(value, dtype=np.float32)
 
 
 _SW = {"line_search_fn": "strong_wolfe"}

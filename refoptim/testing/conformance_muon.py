@@ -36,10 +36,10 @@ import torch
 import refoptim
 
 from ..muon import Muon
-from .matrix import Config
+from .matrix import Config, _lr_array
 from .metrics import relative_error, step_relative_error, ulp_error
-from .runner import Result
-from .torch_adapter import from_torch, to_torch, torch_options
+from .runner import Result, _group_key_errors, _layout_errors
+from .torch_adapter import _groups, from_torch, to_torch, torch_options
 
 __all__ = ["SHAPES", "configs", "initial_values", "run_config", "update_relative_error"]
 
@@ -58,11 +58,6 @@ def _shapes(cfg: Config) -> tuple[Any, ...]:
 DTYPES = ("float32", "float64")
 _NP = {"float32": np.float32, "float64": np.float64}
 _TORCH = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _lr_array(value: float) -> np.ndarray:
-    """A 0-d float32 lr, as ``torch.tensor(value)`` makes it."""
-    return np.asarray(value, dtype=np.float32)
 
 
 _ALONE: list[dict[str, Any]] = [
@@ -139,15 +134,6 @@ def initial_values(cfg: Config) -> list[np.ndarray]:
     return [
         np.asarray(rng.standard_normal((3, 4) if s == "view" else s), dtype=_NP[cfg.dtype]) for s in _shapes(cfg)
     ]
-
-
-def _groups(cfg: Config, params: list[Any], convert: Any = None) -> list[Any]:
-    if not cfg.groups:
-        return params
-    groups = [{"params": [], **(convert(g) if convert else g)} for g in cfg.groups]
-    for i, p in enumerate(params):
-        groups[i % len(groups)]["params"].append(p)
-    return groups
 
 
 def _build_refoptim(cfg: Config, values: list[np.ndarray]) -> tuple[list[Any], Muon]:
@@ -279,23 +265,8 @@ def run_config(cfg: Config) -> Result:
         r_opt.step()
 
     result.trajectory = max(relative_error(np.asarray(rp.data), from_torch(tp)) for rp, tp in zip(r_params, t_params))
-    t_groups, r_groups = t_opt.state_dict()["param_groups"], r_opt.state_dict()["param_groups"]
-    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
-        if set(tg) != set(rg):
-            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    result.structure_errors += _group_key_errors(t_opt, r_opt)
     result.bit_identical = (identical, total)  # type: ignore[attr-defined]
     result.state_ulp_max = state_ulp_max  # type: ignore[attr-defined]
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """State keys, dtypes and shapes must be torch's."""
-    if set(ours) != set(theirs):
-        return [f"{where}: state keys {sorted(ours)} != torch's {sorted(theirs)}"]
-    errors = []
-    for key, t in theirs.items():
-        o = np.asarray(ours[key])
-        if o.dtype != from_torch(t).dtype or o.shape != tuple(t.shape):
-            errors.append(f"{where}: state[{key!r}] is {o.dtype}{list(o.shape)}, torch's {from_torch(t).dtype}{list(t.shape)}")
-    return errors

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .matrix import Config
+from .matrix import Config, _lr_array
 from .metrics import relative_error, ulp_error
-from .runner import Result
+from .runner import Result, _group_key_errors
 from .torch_adapter import (
     NUMPY_DTYPES,
+    _groups,
     from_torch,
     refoptim_class,
     to_torch,
@@ -48,10 +49,6 @@ OBJECTIVES = ("sparse",)
 
 SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (((12, 4), 1), ((15,), 1), ((4, 5, 3), 2))
 """(shape, sparse_dim) of the parameters of every configuration."""
-
-
-def _lr_array(value: float) -> np.ndarray:
-    return np.asarray(value, dtype=np.float32)
 
 
 _SPARSE_ADAM = [
@@ -167,15 +164,6 @@ def _ref_grad(g: tuple[np.ndarray, np.ndarray], shape: tuple[int, ...]) -> Any:
     return SparseGrad(g[0].copy(), g[1].copy(), shape)
 
 
-def _groups(cfg: Config, params: list[Any], convert: Any) -> Any:
-    if not cfg.groups:
-        return params
-    groups = [{"params": [], **convert(g)} for g in cfg.groups]
-    for i, p in enumerate(params):
-        groups[i % len(groups)]["params"].append(p)
-    return groups
-
-
 def _initial(cfg: Config) -> list[np.ndarray]:
     rng = np.random.default_rng(cfg.seed)
     dtype = NUMPY_DTYPES[cfg.dtype]
@@ -196,7 +184,7 @@ def _build(cfg: Config, values: list[np.ndarray]) -> tuple[list[Any], Any, list[
     else:
         cls = refoptim_class(cfg.optimizer)
     ref_params = [refoptim.Parameter(v.copy()) for v in values]
-    ref_opt = cls(_groups(cfg, ref_params, dict), **cfg.options)
+    ref_opt = cls(_groups(cfg, ref_params), **cfg.options)
     t_params = [to_torch(v).requires_grad_(True) for v in values]
     options = torch_options(cfg.options)
     if cfg.optimizer != "SparseAdam":
@@ -370,10 +358,6 @@ def _run(cfg: Config) -> Result:
         free_opt.step()
 
     result.trajectory = max(relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free, t_params))
-    t_groups = t_opt.state_dict()["param_groups"]
-    r_groups = free_opt.state_dict()["param_groups"]
-    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
-        if set(tg) != set(rg):
-            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    result.structure_errors += _group_key_errors(t_opt, free_opt)
     result.seconds = time.perf_counter() - start
     return result

@@ -178,6 +178,17 @@ def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> 
     return errors
 
 
+def _group_key_errors(torch_optimizer: Any, refoptim_optimizer: Any) -> list[str]:
+    """``param_groups`` keys in ``state_dict()`` must be torch's."""
+    t_groups = torch_optimizer.state_dict()["param_groups"]
+    r_groups = refoptim_optimizer.state_dict()["param_groups"]
+    return [
+        f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}"
+        for gi, (tg, rg) in enumerate(zip(t_groups, r_groups))
+        if set(tg) != set(rg)
+    ]
+
+
 def run_config(cfg: Config) -> Result:
     """Run one configuration: torch twin, teacher-forced refoptim, free-running refoptim.
 
@@ -250,10 +261,6 @@ def run_config(cfg: Config) -> Result:
     result.trajectory = max(
         relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
     )
-    t_groups = twin.optimizer.state_dict()["param_groups"]
-    r_groups = free.optimizer.state_dict()["param_groups"]
-    for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
-        if set(tg) != set(rg):
-            result.structure_errors.append(f"param_groups[{gi}] keys {sorted(rg)} != torch's {sorted(tg)}")
+    result.structure_errors += _group_key_errors(twin.optimizer, free.optimizer)
     result.seconds = time.perf_counter() - start
     return result

@@ -94,11 +94,12 @@ class Twin:
         self.optimizer = optimizer
 
 
-def _groups(cfg: Config, params: list[Any]) -> list[Any]:
-    """The params argument: a plain list, or groups taking parameters round-robin."""
+def _groups(cfg: Config, params: list[Any], convert: Any = None) -> list[Any]:
+    """The params argument: a plain list, or groups taking parameters round-robin, each
+    group's options passed through ``convert`` (e.g. :func:`torch_options`) when given."""
     if not cfg.groups:
         return params
-    groups = [{"params": [], **g} for g in cfg.groups]
+    groups = [{"params": [], **(convert(g) if convert else g)} for g in cfg.groups]
     for i, p in enumerate(params):
         groups[i % len(groups)]["params"].append(p)
     return groups
@@ -143,8 +144,5 @@ def build_twin(cfg: Config, values: list[np.ndarray]) -> Twin:
             t = to_torch(value).requires_grad_(True)
         params.append(t)
     options = {"foreach": False, **torch_options(cfg.options)}
-    groups = _groups(cfg, params)
-    if cfg.groups:
-        groups = [torch_options(g) for g in groups]
-    optimizer = getattr(torch.optim, cfg.optimizer)(groups, **options)
+    optimizer = getattr(torch.optim, cfg.optimizer)(_groups(cfg, params, torch_options), **options)
     return Twin(params, optimizer)
