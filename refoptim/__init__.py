@@ -8,6 +8,7 @@ standard (NumPy, CuPy, array-api-strict, ...), and proven step by step against P
 """
 
 from . import functional, lr_scheduler, swa_utils
+from ._fastpath import get_num_threads, set_num_threads
 from .adadelta import Adadelta
 from .adafactor import Adafactor
 from .adagrad import Adagrad
@@ -57,6 +58,8 @@ __all__ = [
     "Parameter",
     "TORCH_VERSION",
     "functional",
+    "get_num_threads",
+    "set_num_threads",
     "lr_scheduler",
     "swa_utils",
     "register_optimizer_step_post_hook",

@@ -64,8 +64,15 @@ def is_array(x: Any) -> bool:
 
 
 def device_of(x: Any) -> Any:
-    """The device ``x`` lives on, as array-api-compat reports it."""
-    return _device(x)
+    """The device ``x`` lives on, as array-api-compat reports it.
+
+    The standard's ``x.device`` attribute is read directly where an array has one (NumPy 2,
+    CuPy, array-api-strict); array-api-compat answers for the others."""
+    try:
+        found = x.device
+    except AttributeError:
+        return _device(x)
+    return _device(x) if callable(found) else found
 
 
 def namespace_name(xp: Any) -> str:
@@ -73,14 +80,38 @@ def namespace_name(xp: Any) -> str:
     return getattr(xp, "__name__", type(xp).__name__)
 
 
+_FLOATING: dict[tuple[int, Any], bool] = {}
+
+
 def is_floating(xp: Any, dtype: Any) -> bool:
-    """True when ``dtype`` is a real or complex floating dtype of ``xp``."""
-    return xp.isdtype(dtype, ("real floating", "complex floating"))
+    """True when ``dtype`` is a real or complex floating dtype of ``xp`` (remembered per
+    namespace and dtype)."""
+    try:
+        key = (id(xp), dtype)
+        known = _FLOATING.get(key)
+    except TypeError:  # an unhashable dtype object
+        return xp.isdtype(dtype, ("real floating", "complex floating"))
+    if known is None:
+        known = _FLOATING[key] = bool(xp.isdtype(dtype, ("real floating", "complex floating")))
+    return known
+
+
+_COMPLEX: dict[tuple[int, Any], bool] = {}
 
 
 def is_complex(xp: Any, x: Any) -> bool:
-    """True when ``x`` has a complex floating dtype (torch's ``torch.is_complex``)."""
-    return xp.isdtype(x.dtype, "complex floating")
+    """True when ``x`` has a complex floating dtype (torch's ``torch.is_complex``).
+
+    Remembered per namespace and dtype (a step asks it for every parameter)."""
+    dtype = x.dtype
+    try:
+        key = (id(xp), dtype)
+        known = _COMPLEX.get(key)
+    except TypeError:  # an unhashable dtype object
+        return xp.isdtype(dtype, "complex floating")
+    if known is None:
+        known = _COMPLEX[key] = bool(xp.isdtype(dtype, "complex floating"))
+    return known
 
 
 def numel(x: Any) -> int:

@@ -26,12 +26,26 @@ per-parameter cost of the rule's many small calls disappears; the copies cost tw
 
 from __future__ import annotations
 
+import contextvars
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from ._backend import array_namespace, is_array
 
-__all__ = ["CHUNK_ELEMENTS", "can_chunk", "can_group", "chunked_update", "grouped_update"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "THREAD_CHUNK_ELEMENTS",
+    "can_chunk",
+    "can_group",
+    "chunked_update",
+    "get_num_threads",
+    "group_key",
+    "grouped_update",
+    "set_num_threads",
+]
 
 CHUNK_ELEMENTS = 15872
 """Elements per piece (31 x 512): a piece's float64 temporaries (torch's fused multiply-adds
@@ -42,10 +56,122 @@ a step's extra memory falls from 8x the parameter's bytes to about 0.01x. Set to
 turn chunking off."""
 
 
+THREAD_CHUNK_ELEMENTS = 131072
+"""Elements per piece when a NumPy array runs on several threads, each thread taking one
+block of the array piece by piece. Larger than :data:`CHUNK_ELEMENTS` because the
+threads share one interpreter lock, which they hold between NumPy calls: pieces this size
+keep each call long enough that the other thread computes meanwhile (at 15,872 elements
+two threads were slower than one here). A thread's temporaries stay near 1.5 MiB."""
+
+THREAD_BLOCK_ELEMENTS = 32768
+"""The fewest elements worth a thread of their own: an array of ``n`` elements is shared
+out to at most ``n // THREAD_BLOCK_ELEMENTS`` threads (handing a block to a thread costs
+tens of microseconds)."""
+
+_num_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _default_threads() -> int:
+    env = os.environ.get("REFOPTIM_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """The number of threads refoptim's CPU fast path may use (torch's
+    ``torch.get_num_threads``): by default the CPUs this process may run on, or the
+    environment variable ``REFOPTIM_NUM_THREADS``."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_threads()
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads refoptim's CPU fast path may use (torch's
+    ``torch.set_num_threads``). ``1`` keeps every step in the calling thread. Results are
+    the same bits for every setting: threads only share out disjoint pieces of an
+    elementwise update."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads expects an int, but got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"Number of threads must be positive, but got {n}")
+    _num_threads = n
+
+
+def _threads_for(x: Any, n: int) -> int:
+    """How many threads to share ``n`` elements of ``x`` out to: more than one only for
+    NumPy arrays (their ufuncs release the interpreter lock while they compute; other
+    libraries, CuPy with its per-thread device and stream among them, stay in the calling
+    thread) of at least two threaded pieces per thread."""
+    threads = get_num_threads()
+    if threads <= 1 or type(x).__module__ != "numpy":
+        return 1
+    return max(1, min(threads, n // THREAD_BLOCK_ELEMENTS))
+
+
+def _map_in_threads(fn: Callable[[int, int], Any], ranges: list[tuple[int, int]]) -> list[Any]:
+    """``[fn(lo, hi) for lo, hi in ranges]``, the ranges run at once on the thread pool.
+
+    Each call runs in a copy of the caller's context (NumPy's ``errstate`` lives there), and
+    the first exception raised is re-raised here after every call has finished."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < len(ranges):
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool_size = len(ranges)
+            _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="refoptim")
+        pool = _pool
+    futures = [pool.submit(contextvars.copy_context().run, fn, lo, hi) for lo, hi in ranges]
+    wait(futures)
+    return [f.result() for f in futures]
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool when needed."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _flat_ok(x: Any) -> bool:
     """True when :func:`_flat_view` gives a view: a C-contiguous, writeable array."""
     flags = getattr(x, "flags", None)
-    return flags is not None and bool(flags["C_CONTIGUOUS"]) and bool(flags["WRITEABLE"])
+    if flags is None:
+        return False
+    try:
+        if not flags["C_CONTIGUOUS"]:
+            return False
+    except (KeyError, TypeError):
+        return False
+    return _writeable(x, flags)
+
+
+def _writeable(x: Any, flags: Any = None) -> bool:
+    """True when ``x`` says it is writeable. CuPy's ``flags`` have no ``WRITEABLE`` entry
+    (its arrays always are); an array with no ``flags`` at all is not known to be."""
+    flags = getattr(x, "flags", None) if flags is None else flags
+    if flags is None:
+        return False
+    try:
+        return bool(flags["WRITEABLE"])
+    except (KeyError, TypeError):
+        return True
 
 
 def _flat_view(xp: Any, x: Any) -> Any | None:
@@ -112,28 +238,81 @@ def _copy(xp: Any, value: Any) -> Any:
 
 def chunked_update(
     update: Callable[[Any, Any, dict[str, Any], dict[str, Any]], Any],
-    param: Any,
-    grad: Any,
-    state: dict[str, Any],
+    items: list[tuple[Any, Any, dict[str, Any]]],
     group: dict[str, Any],
     chunk: int | None = None,
-) -> Any:
-    """Run ``update(param, grad, state, group)`` piece by piece; same bits as one call.
+) -> None:
+    """Run ``update(param, grad, state, group)`` piece by piece for each ``(param, grad,
+    state)`` of ``items``; the same bits as one call each.
 
-    ``param`` and the full-size entries of ``state`` are updated in place (they must pass
-    :func:`can_chunk`); ``state`` receives the step's scalar values and any entry the rule
-    creates. Returns ``param``. ``chunk`` defaults to :data:`CHUNK_ELEMENTS`.
+    Each ``param`` and the full-size entries of its ``state`` are updated in place (they
+    must pass :func:`can_chunk`); ``state`` receives the step's scalar values and any
+    entry the rule creates. ``chunk`` defaults to :data:`CHUNK_ELEMENTS`.
+
+    With more than one thread (:func:`get_num_threads`) and NumPy arrays, the elements of
+    all the parameters, laid end to end, are cut into one block per thread (at least
+    :data:`THREAD_BLOCK_ELEMENTS` each), and the blocks run at once, each piece by piece
+    in pieces of at most :data:`THREAD_CHUNK_ELEMENTS` that never straddle two parameters.
     """
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
-    xp = array_namespace(param)
-    shape = tuple(param.shape)
-    n = int(param.size)
-    flat_p, flat_g, full = _flat_parts(param, grad, state)
-    scalars = {k: v for k, v in state.items() if k not in full}
+    if not items:
+        return
+    xp = array_namespace(items[0][0])
+    jobs = []
+    for param, grad, state in items:
+        flat_p, flat_g, full = _flat_parts(param, grad, state)
+        scalars = {k: v for k, v in state.items() if k not in full}
+        jobs.append((flat_p, flat_g, full, scalars, int(param.size)))
+    total = sum(job[4] for job in jobs)
+    threads = _threads_for(items[0][0], total)
+    results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
+    if threads > 1:
+        bounds = [total * i // threads for i in range(threads + 1)]
+
+        def block(lo: int, hi: int) -> list[tuple[int, int, Any]]:
+            done, offset = [], 0
+            for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
+                start, stop = max(lo - offset, 0), min(hi - offset, n)
+                if start < stop:
+                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, THREAD_CHUNK_ELEMENTS)
+                    done.append((j, start, out))
+                offset += n
+            return done
+
+        for done in _map_in_threads(block, list(zip(bounds[:-1], bounds[1:]))):
+            for j, _, out in sorted(done, key=lambda d: (d[0], d[1])):
+                results[j].append(out)
+    else:
+        for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
+            results[j].append(_run_pieces(update, xp, flat_p, flat_g, full, scalars, group, 0, n, chunk))
+    for (param, _, state), blocks in zip(items, results):
+        state.update(blocks[0][0])
+        created: dict[str, list[Any]] = {}
+        for _, block_created in blocks:
+            for key, pieces in block_created.items():
+                created.setdefault(key, []).extend(pieces)
+        for key, pieces in created.items():
+            state[key] = xp.reshape(xp.concat(pieces), tuple(param.shape))
+
+
+def _run_pieces(
+    update: Callable,
+    xp: Any,
+    flat_p: Any,
+    flat_g: Any,
+    full: dict[str, Any],
+    scalars: dict[str, Any],
+    group: dict[str, Any],
+    lo: int,
+    hi: int,
+    chunk: int,
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Elements ``lo:hi`` of the flat arrays, piece by piece, in order. Returns the scalar
+    state the first piece ended with, and the entries the rule created, piece by piece."""
     kept: dict[str, Any] = {}
     created: dict[str, list[Any]] = {}
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
+    for start in range(lo, hi, chunk):
+        stop = min(start + chunk, hi)
         views = {k: f[start:stop] for k, f in full.items()}
         piece_state = {k: _copy(xp, v) for k, v in scalars.items()}
         piece_state.update(views)
@@ -147,42 +326,48 @@ def chunked_update(
                     views[key][...] = value
             elif is_array(value) and tuple(value.shape) == (stop - start,) and key not in scalars:
                 created.setdefault(key, []).append(value)
-            elif start == 0:
+            elif start == lo:
                 kept[key] = value
-    state.update(kept)
-    for key, pieces in created.items():
-        state[key] = xp.reshape(xp.concat(pieces), shape)
-    return param
+    return kept, created
 
 
 # --------------------------------------------------------------------- many small arrays
-def can_group(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> bool:
-    """True when a parameter may be updated together with others of its group: small
-    (at most two pieces, so it would run whole), not 0-d, with the parameter, gradient
-    and full-size state all viewable flat without a copy."""
+def group_key(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> tuple | None:
+    """What a parameter must share with others to be updated together with them, or
+    ``None`` when it may not be: it must be small (at most two pieces, so it would run
+    whole), not 0-d, with the parameter, gradient and full-size state all viewable flat
+    without a copy. Parameters of one group with equal keys have the same dtype and
+    device, the same state keys with the same full-size entries, and bitwise-equal scalar
+    state (so the same ``step``): one call of the rule computes them all."""
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     if chunk <= 0 or not is_array(grad):
-        return False
+        return None
     size = getattr(param, "size", None)
-    if size is None or size == 0 or size > 2 * chunk or len(param.shape) == 0:
-        return False
-    return _fits(param, grad, state)
-
-
-def _signature(param: Any, state: dict[str, Any]) -> tuple:
-    """What must be equal for two parameters to share one call of the rule: dtype, the
-    state's keys, which entries are full-size, and the exact scalar state values."""
-    shape = tuple(param.shape)
+    shape = getattr(param, "shape", None)
+    if size is None or size == 0 or size > 2 * chunk or not shape:
+        return None
+    if tuple(grad.shape) != tuple(shape) or not _flat_ok(param) or not _flat_ok(grad):
+        return None
     parts: list[Any] = [param.dtype, getattr(param, "device", None)]
-    for key in sorted(state):
-        value = state[key]
-        if is_array(value) and tuple(value.shape) == shape:
-            parts.append((key, "full", value.dtype))
-        elif is_array(value):
-            parts.append((key, "array", value.dtype, tuple(value.shape), _host_bytes(value)))
-        else:
+    kind = type(param)
+    # In the state's own order: equal layouts loaded in another key order only land in
+    # separate runs.
+    for key, value in state.items():
+        if type(value) is not kind and not is_array(value):
             parts.append((key, type(value), repr(value)))
+        elif value.shape == shape:
+            if not _flat_ok(value):
+                return None
+            parts.append((key, "full", value.dtype))
+        else:
+            parts.append((key, "array", value.dtype, tuple(value.shape), _host_bytes(value)))
     return tuple(parts)
+
+
+def can_group(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> bool:
+    """True when a parameter may be updated together with others of its group
+    (:func:`group_key` is not ``None``)."""
+    return group_key(param, grad, state, chunk) is not None
 
 
 def _host_bytes(value: Any) -> bytes:
@@ -201,20 +386,25 @@ def grouped_update(
     update: Callable[[Any, Any, dict[str, Any], dict[str, Any]], Any],
     items: list[tuple[Any, Any, dict[str, Any]]],
     group: dict[str, Any],
+    keys: list[tuple] | None = None,
 ) -> None:
     """Update many small parameters with few calls of the rule; same bits as one call each.
 
     ``items`` are ``(parameter array, gradient, state)`` triples that pass
-    :func:`can_group`. Those with equal :func:`_signature` (dtype,
-    state layout, scalar state values) are concatenated, updated by one call of ``update``
-    per run of about :data:`CHUNK_ELEMENTS` elements, and copied back in place; each
-    parameter gets its own copy of the new scalar state, and entries the rule creates are
-    split back per parameter.
+    :func:`can_group`, ``keys`` their :func:`group_key` (computed here when not given).
+    Those with equal keys are concatenated, updated by one call of ``update`` per run of
+    about :data:`CHUNK_ELEMENTS` elements, and copied back in place; each parameter's
+    scalar state receives the new values (in place where its arrays are writeable, as the
+    plain rule's ``step += 1`` does), and entries the rule creates are split back per
+    parameter.
     """
+    if keys is None:
+        keys = [group_key(*item) for item in items]
     buckets: dict[tuple, list[tuple[Any, Any, dict[str, Any]]]] = {}
-    for item in items:
-        buckets.setdefault(_signature(item[0], item[2]), []).append(item)
+    for key, item in zip(keys, items):
+        buckets.setdefault(key, []).append(item)
     limit = CHUNK_ELEMENTS
+    runs: list[list[tuple[Any, Any, dict[str, Any]]]] = []
     for bucket in buckets.values():
         # runs of about one piece's worth of elements: the working set stays in cache and
         # the concatenated copies stay small
@@ -222,43 +412,66 @@ def grouped_update(
         size = 0
         for item in bucket:
             if run and size + int(item[0].size) > limit:
-                _update_run(update, run, group)
+                runs.append(run)
                 run, size = [], 0
             run.append(item)
             size += int(item[0].size)
+        runs.append(run)
+    for run in runs:
         _update_run(update, run, group)
 
 
 def _update_run(update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> None:
-    """One call of the rule for a run of parameters of one signature, results copied back."""
+    """One call of the rule for a run of parameters of one key, results copied back."""
     if len(run) == 1:
         param, grad, state = run[0]
         out = update(param, grad, state, group)
         if out is not param:
             param[...] = out
         return
-    parts = [_flat_parts(param, grad, state) for param, grad, state in run]
     first_param, _, first_state = run[0]
-    first_full = parts[0][2]
     xp = array_namespace(first_param)
+    shape = first_param.shape
+    # Equal keys: every parameter of the run has these full-size entries and scalars.
+    full_keys = [k for k, v in first_state.items() if is_array(v) and v.shape == shape]
+    scalar_keys = [k for k in first_state if k not in full_keys]
+    flat = [
+        (param.reshape(-1), grad.reshape(-1), [state[k].reshape(-1) for k in full_keys]) for param, grad, state in run
+    ]
     offsets = [0]
     for param, _, _ in run:
         offsets.append(offsets[-1] + int(param.size))
     total = offsets[-1]
-    flat_p = xp.concat([flat for flat, _, _ in parts])
-    flat_g = xp.concat([flat for _, flat, _ in parts])
-    state: dict[str, Any] = {k: _copy(xp, v) for k, v in first_state.items() if k not in first_full}
-    for key in first_full:
-        state[key] = xp.concat([full[key] for _, _, full in parts])
-    new_p = update(flat_p, flat_g, state, group)
-    for i, ((param, _, pstate), (p_flat, _, p_full)) in enumerate(zip(run, parts)):
+    state: dict[str, Any] = {k: _copy(xp, first_state[k]) for k in scalar_keys}
+    for j, key in enumerate(full_keys):
+        state[key] = xp.concat([f[2][j] for f in flat])
+    new_p = update(xp.concat([f[0] for f in flat]), xp.concat([f[1] for f in flat]), state, group)
+    back = [state[k] for k in full_keys]
+    created = [k for k, v in state.items() if k not in first_state and is_array(v) and tuple(v.shape) == (total,)]
+    scalars = [(k, v) for k, v in state.items() if k not in full_keys and k not in created]
+    for i, ((param, _, pstate), (p_flat, _, p_full)) in enumerate(zip(run, flat)):
         lo, hi = offsets[i], offsets[i + 1]
         p_flat[...] = new_p[lo:hi]
-        for key, value in state.items():
-            if is_array(value) and tuple(value.shape) == (total,):
-                if key in p_full:
-                    p_full[key][...] = value[lo:hi]
-                else:  # created by the rule in this step
-                    pstate[key] = xp.reshape(xp.asarray(value[lo:hi], copy=True), tuple(param.shape))
-            else:
-                pstate[key] = _copy(xp, value)
+        for target, value in zip(p_full, back):
+            target[...] = value[lo:hi]
+        for key in created:
+            pstate[key] = xp.reshape(xp.asarray(state[key][lo:hi], copy=True), tuple(param.shape))
+        for key, value in scalars:
+            pstate[key] = _set_scalar(xp, pstate.get(key), value)
+
+
+def _set_scalar(xp: Any, old: Any, new: Any) -> Any:
+    """A parameter's new scalar state: written into its own array where that is a
+    writeable array of the same dtype and shape (it keeps its identity, as after the
+    plain rule's in-place ``step += 1``), else a copy of its own."""
+    if (
+        type(old) is type(new)
+        and is_array(new)
+        and old.dtype == new.dtype
+        and old.shape == new.shape
+        and _writeable(old)
+    ):
+        old[...] = new
+        return old
+    return _copy(xp, new)
+

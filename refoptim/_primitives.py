@@ -27,6 +27,7 @@ what they get back.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from ._backend import array_namespace, assign, device_of
@@ -50,10 +51,20 @@ __all__ = [
 
 
 def _as_dtype_scalar(xp: Any, value: Any, dtype: Any) -> Any:
-    """A Python scalar rounded to ``dtype``, as torch casts a ``Scalar`` for a kernel."""
+    """A Python scalar rounded to ``dtype``, as torch casts a ``Scalar`` for a kernel.
+
+    For float32 this is the C cast ``(float)value`` (round to nearest even), which
+    ``struct``'s ``"f"`` format performs without making an array; a value beyond float32's
+    range, which ``struct`` refuses, goes through the array namespace (it becomes inf)."""
     if dtype == xp.float32:
-        return float(xp.asarray(value, dtype=xp.float32))
+        try:
+            return _F32.unpack(_F32.pack(value))[0]
+        except (OverflowError, TypeError, struct.error):
+            return float(xp.asarray(value, dtype=xp.float32))
     return value
+
+
+_F32 = struct.Struct("f")
 
 
 _VELTKAMP = 134217729.0  # 2**27 + 1: splits a float64 into two 26-bit halves
@@ -93,13 +104,14 @@ def fma(a: Any, b: Any, c: Any) -> Any:
     rounded to that dtype. float32 is evaluated in float64 (the product is exact there)
     and rounded once; float64 uses :func:`_fma_float64`; complex dtypes are not fused
     in torch's kernels either, and are computed plainly.
+
+    On float32 only ``b`` is converted explicitly: the Array API promotes ``a`` and ``c``
+    (float32) to float64 where they meet the float64 ``b``, exactly, and without a
+    temporary of their own.
     """
     xp = array_namespace(b)
     if b.dtype == xp.float32:
-        wide = xp.float64
-        a_w = xp.astype(a, wide) if hasattr(a, "dtype") else a
-        c_w = xp.astype(c, wide) if hasattr(c, "dtype") else c
-        return xp.astype(a_w * xp.astype(b, wide) + c_w, xp.float32)
+        return xp.astype(a * xp.astype(b, xp.float64) + c, xp.float32)
     if b.dtype == xp.float64:
         return _fma_float64(a, b, c)
     return a * b + c

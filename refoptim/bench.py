@@ -12,6 +12,12 @@ of the parameters' bytes; torch's CPU allocations are not visible to it and are 
 
 Workloads (from issue 6): ``a`` one 10M-element float32 tensor, ``b`` 1000 tensors of 1000
 elements, ``c`` 100 tensors of 100k elements; ``d`` 100M elements (for GPUs).
+
+``backend="cupy"`` (``python -m refoptim bench --backend cupy``) times refoptim on CuPy
+arrays against torch on CUDA instead, with both devices synchronized before each timed step
+and after it; refoptim's peak extra memory is then read from CuPy's memory pool (the
+largest ``used_bytes()`` seen at any allocation during one step, over what was in use
+before it). It needs CuPy, a CUDA GPU and a CUDA build of torch, and says which is missing.
 """
 
 from __future__ import annotations
@@ -27,7 +33,11 @@ import numpy as np
 
 import refoptim
 
-__all__ = ["OPTIMIZERS", "WORKLOADS", "Row", "measure", "run"]
+__all__ = ["BACKENDS", "OPTIMIZERS", "WORKLOADS", "Row", "measure", "require_backend", "run"]
+
+BACKENDS = ("numpy", "cupy")
+"""Where refoptim runs in the benchmark: NumPy against torch on the CPU, or CuPy against
+torch on CUDA."""
 
 WORKLOADS: dict[str, tuple[int, int]] = {
     "a": (1, 10_000_000),
@@ -92,14 +102,82 @@ def _data(workload: str, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarr
     return params, grads
 
 
-def _median_ms(step: Any, repeats: int) -> float:
+def _median_ms(step: Any, repeats: int, sync: Any = None) -> float:
     step()  # creates the state; not timed
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    if sync is None:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    else:  # a GPU: wait for the queued work before starting the clock and before stopping it
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def require_backend(backend: str) -> None:
+    """Raise ``ValueError`` for an unknown ``backend`` and ``RuntimeError`` saying what is
+    missing when it cannot run here (CuPy with a GPU, a CUDA build of torch)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend={backend!r}; known: {', '.join(BACKENDS)}")
+    if backend == "numpy":
+        return
+    from .testing.backends import require_backend as _require
+
+    _require("cupy")  # BackendUnavailable (a RuntimeError) naming what is missing
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"backend='cupy' compares against torch on CUDA, but torch {torch.__version__} sees no CUDA device "
+            f"(torch.version.cuda is {torch.version.cuda!r}); install a CUDA build of torch"
+        )
+
+
+def _cupy_sync() -> None:
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+
+
+def _torch_cuda_sync() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def _refoptim_cupy(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[float, float]:
+    import cupy
+
+    ps = [refoptim.Parameter(cupy.asarray(p)) for p in params]
+    for p, g in zip(ps, grads):
+        p.grad = cupy.asarray(g)
+    opt = getattr(refoptim, name)(ps, **OPTIMIZERS[name])
+    ms = _median_ms(opt.step, repeats, _cupy_sync)
+    pool = cupy.get_default_memory_pool()
+    opt.step()
+    _cupy_sync()
+    before = pool.used_bytes()
+    peak = [before]
+
+    def tracking_malloc(size: int) -> Any:
+        memory = pool.malloc(size)
+        peak[0] = max(peak[0], pool.used_bytes())
+        return memory
+
+    cupy.cuda.set_allocator(tracking_malloc)
+    try:
+        opt.step()
+        _cupy_sync()
+    finally:
+        cupy.cuda.set_allocator(pool.malloc)
+    nbytes = sum(p.nbytes for p in params)
+    return ms, (peak[0] - before) / nbytes
 
 
 def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[float, float]:
@@ -122,38 +200,59 @@ def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repe
     return ms, (peak - before) / nbytes
 
 
-def _torch(name: str, variant: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> float | None:
+def _torch(
+    name: str, variant: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int, device: str = "cpu"
+) -> float | None:
     import torch
 
     key, _, value = variant.partition("=")
     options = {**OPTIMIZERS[name], key: value == "True"}
     if key == "fused":
         options["foreach"] = False
-    ts = [torch.from_numpy(p.copy()).requires_grad_(True) for p in params]
-    for t, g in zip(ts, grads):
-        t.grad = torch.from_numpy(g)
+    if device == "cpu":
+        ts = [torch.from_numpy(p.copy()).requires_grad_(True) for p in params]
+        for t, g in zip(ts, grads):
+            t.grad = torch.from_numpy(g)
+        sync = None
+    else:
+        ts = [torch.from_numpy(p.copy()).to(device).requires_grad_(True) for p in params]
+        for t, g in zip(ts, grads):
+            t.grad = torch.from_numpy(g).to(device)
+        sync = _torch_cuda_sync
     try:
         opt = getattr(torch.optim, name)(ts, **options)
         with torch.no_grad():
-            return _median_ms(opt.step, repeats)
+            return _median_ms(opt.step, repeats, sync)
     except (RuntimeError, TypeError, ValueError) as exc:
         if key == "fused":
-            return None  # torch has no fused CPU kernel for this optimizer
+            return None  # torch has no fused kernel for this optimizer on this device
         raise RuntimeError(f"torch {name}({variant}) failed: {exc}") from exc
 
 
-def measure(name: str, workload: str, repeats: int = 10, torch_variants: tuple[str, ...] = _TORCH_VARIANTS) -> Row:
-    """Benchmark one optimizer on one workload (see :data:`WORKLOADS`)."""
+def measure(
+    name: str,
+    workload: str,
+    repeats: int = 10,
+    torch_variants: tuple[str, ...] = _TORCH_VARIANTS,
+    backend: str = "numpy",
+) -> Row:
+    """Benchmark one optimizer on one workload (see :data:`WORKLOADS`): refoptim on
+    ``backend`` (``"numpy"``, or ``"cupy"`` against torch on CUDA; see :data:`BACKENDS`)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
+    require_backend(backend)
     params, grads = _data(workload)
     count, size = WORKLOADS[workload]
-    ms, memory = _refoptim(name, params, grads, repeats)
+    if backend == "numpy":
+        ms, memory = _refoptim(name, params, grads, repeats)
+    else:
+        ms, memory = _refoptim_cupy(name, params, grads, repeats)
     row = Row(name, workload, count, size, ms, peak_extra_memory=memory, repeats=repeats)
+    device = "cpu" if backend == "numpy" else "cuda"
     for variant in torch_variants:
-        row.torch_ms[variant] = _torch(name, variant, params, grads, repeats)
+        row.torch_ms[variant] = _torch(name, variant, params, grads, repeats, device)
     return row
 
 
@@ -162,20 +261,34 @@ def run(
     workloads: list[str] | None = None,
     repeats: int = 10,
     out: Any = None,
+    backend: str = "numpy",
 ) -> list[Row]:
-    """Benchmark every (optimizer, workload) pair, printing a table row as each finishes."""
+    """Benchmark every (optimizer, workload) pair, printing a table row as each finishes;
+    ``backend="cupy"`` runs refoptim on CuPy against torch on CUDA."""
     import sys
 
     import torch
 
+    require_backend(backend)
     out = out or sys.stdout
     optimizers = list(optimizers or DEFAULT_OPTIMIZERS)
     workloads = list(workloads or ["a", "b", "c"])
-    print(
-        f"refoptim {refoptim.__version__} on NumPy {np.__version__} against torch {torch.__version__} "
-        f"(CPU, {torch.get_num_threads()} threads); median of {repeats} steps after the first",
-        file=out,
-    )
+    if backend == "numpy":
+        print(
+            f"refoptim {refoptim.__version__} on NumPy {np.__version__} ({refoptim.get_num_threads()} threads) "
+            f"against torch {torch.__version__} (CPU, {torch.get_num_threads()} threads); "
+            f"median of {repeats} steps after the first",
+            file=out,
+        )
+    else:
+        import cupy
+
+        print(
+            f"refoptim {refoptim.__version__} on CuPy {cupy.__version__} against torch {torch.__version__} "
+            f"(CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}); both devices synchronized around "
+            f"each step; median of {repeats} steps after the first",
+            file=out,
+        )
     head = (
         f"{'optimizer':<9} {'workload':<14} {'refoptim ms':>11} "
         + " ".join(f"{'torch ' + v:>20}" for v in _TORCH_VARIANTS)
@@ -186,7 +299,7 @@ def run(
     rows = []
     for name in optimizers:
         for workload in workloads:
-            row = measure(name, workload, repeats)
+            row = measure(name, workload, repeats, backend=backend)
             rows.append(row)
             cells = []
             for v in _TORCH_VARIANTS:
@@ -199,4 +312,6 @@ def run(
                 flush=True,
             )
     print("(ratio = refoptim time / torch time; peak extra memory = refoptim's peak allocation in one step / parameter bytes)", file=out)
+    if backend != "numpy":
+        print("(GPU: peak extra memory read from CuPy's default memory pool)", file=out)
     return rows

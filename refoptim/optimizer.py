@@ -28,7 +28,7 @@ from ._backend import (
     namespace_name,
     typename,
 )
-from ._fastpath import can_chunk, can_group, chunked_update, grouped_update
+from ._fastpath import can_chunk, chunked_update, group_key, grouped_update
 from .parameter import Parameter
 from .sparse import SparseGrad
 
@@ -125,6 +125,24 @@ def _hooked_step(func: Callable) -> Callable:
 
     step.hooked = True  # type: ignore[attr-defined]
     return step
+
+
+class _Label:
+    """How an error names a parameter (:meth:`Optimizer._label`), built only when an error
+    message is: a step checks every parameter, and formatting each name would cost more
+    than the checks themselves."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def __str__(self) -> str:
+        optimizer, *rest = self.args
+        return optimizer._label(*rest)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 class Optimizer:
@@ -375,7 +393,7 @@ class Optimizer:
                 grad = p.grad
                 if grad is None:
                     continue
-                label = self._label(gi, i, p)
+                label = _Label(self, gi, i, p, group)
                 self._check_param(p, label, reference)
                 if isinstance(grad, SparseGrad):
                     if not type(self)._supports_sparse_grad:
@@ -461,26 +479,31 @@ class Optimizer:
         if closure is not None:
             loss = closure()
         for group, pairs in self._params_with_grad():
-            together = []
+            together, keys, pieces = [], [], []
             for p, grad in pairs:
                 state = self.state.get(p)
                 if not state:
                     state = self._init_state(p, group)
                 # The fast paths give the same bits as the plain rule (refoptim._fastpath):
-                if self._elementwise and can_group(p.data, grad, state):
-                    together.append((p, grad, state))  # many small arrays: updated together
-                    continue
-                if self._elementwise and can_chunk(p.data, grad, state):
-                    chunked_update(self._update, p.data, grad, state, group)  # piece by piece
-                else:
-                    p.data = assign(p.data, self._update(p.data, grad, state, group))
+                if self._elementwise:
+                    key = group_key(p.data, grad, state)
+                    if key is not None:  # many small arrays: updated together
+                        together.append((p, grad, state))
+                        keys.append(key)
+                        continue
+                    if can_chunk(p.data, grad, state):  # large arrays: piece by piece
+                        pieces.append((p, grad, state))
+                        continue
+                p.data = assign(p.data, self._update(p.data, grad, state, group))
                 if state:
                     self.state[p] = state
+            if pieces:
+                chunked_update(self._update, [(p.data, grad, state) for p, grad, state in pieces], group)
             if together:
-                grouped_update(self._update, [(p.data, grad, state) for p, grad, state in together], group)
-                for p, _, state in together:
-                    if state:
-                        self.state[p] = state
+                grouped_update(self._update, [(p.data, grad, state) for p, grad, state in together], group, keys)
+            for p, _, state in pieces + together:
+                if state:
+                    self.state[p] = state
         return loss
 
     step = _hooked_step(step)

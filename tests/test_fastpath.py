@@ -114,6 +114,71 @@ def test_new_state_entries_are_assembled_from_the_pieces(monkeypatch):
     assert not np.shares_memory(buf, p.grad)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_threads_give_the_same_bits(name, options, dtype, threads, monkeypatch):
+    """Blocks of the parameters' elements, laid end to end, on several threads, each block
+    piece by piece (pieces of 5; blocks that straddle the two parameters and do not line
+    up with the pieces)."""
+    if name == "Rprop" and dtype == np.complex64:
+        options = {"lr": 0.01}
+    whole_params, whole_state, _ = _run(name, options, dtype, 0, monkeypatch)
+    monkeypatch.setattr(fastpath, "THREAD_CHUNK_ELEMENTS", 5)
+    monkeypatch.setattr(fastpath, "THREAD_BLOCK_ELEMENTS", 20)
+    monkeypatch.setattr(fastpath, "_num_threads", threads)
+    blocks = []
+    real = fastpath._map_in_threads
+    monkeypatch.setattr(fastpath, "_map_in_threads", lambda fn, ranges: blocks.append(ranges) or real(fn, ranges))
+    threaded_params, threaded_state, calls = _run(name, options, dtype, CHUNK, monkeypatch)
+    assert calls > 0 and blocks and all(len(r) == threads for r in blocks)
+    assert all(r[0][0] == 0 and r[-1][1] in (SIZE, 2 * SIZE) for r in blocks)  # q skips some steps
+    for a, b in zip(whole_params, threaded_params):
+        assert _same_bits(a, b)
+    for sa, sb in zip(whole_state, threaded_state):
+        assert set(sa) == set(sb)
+        for key in sa:
+            va, vb = sa[key], sb[key]
+            assert type(va) is type(vb), key
+            assert _same_bits(va, vb) if isinstance(va, np.ndarray) else va == vb, key
+
+
+def test_threads_only_for_numpy_arrays_large_enough(monkeypatch):
+    monkeypatch.setattr(fastpath, "_num_threads", 4)
+    n = 4 * fastpath.THREAD_BLOCK_ELEMENTS
+    assert fastpath._threads_for(np.zeros(1), 10 * n) == 4
+    assert fastpath._threads_for(np.zeros(1), n) == 4
+    assert fastpath._threads_for(np.zeros(1), 2 * fastpath.THREAD_BLOCK_ELEMENTS + 1) == 2
+    assert fastpath._threads_for(np.zeros(1), 2 * fastpath.THREAD_BLOCK_ELEMENTS - 1) == 1
+    assert fastpath._threads_for(array_api_strict.zeros(1), n) == 1  # other libraries: calling thread
+    monkeypatch.setattr(fastpath, "_num_threads", 1)
+    assert fastpath._threads_for(np.zeros(1), n) == 1
+
+
+def test_threads_see_the_callers_errstate_and_raise_its_errors():
+    def overflow(lo, hi):
+        return np.float32(3e38) * np.float32(lo + 10)
+
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            fastpath._map_in_threads(overflow, [(0, 1), (1, 2)])
+    with np.errstate(over="ignore"):
+        assert fastpath._map_in_threads(overflow, [(0, 1), (1, 2)]) == [np.inf, np.inf]
+
+
+def test_set_num_threads(monkeypatch):
+    monkeypatch.setattr(fastpath, "_num_threads", None)
+    monkeypatch.setenv("REFOPTIM_NUM_THREADS", "3")
+    assert refoptim.get_num_threads() == 3
+    refoptim.set_num_threads(1)
+    assert refoptim.get_num_threads() == 1
+    with pytest.raises(ValueError, match="Number of threads must be positive, but got 0"):
+        refoptim.set_num_threads(0)
+    with pytest.raises(TypeError, match="set_num_threads expects an int, but got float"):
+        refoptim.set_num_threads(2.0)
+    assert refoptim.get_num_threads() == 1
+
+
 def test_non_elementwise_optimizers_never_take_it(monkeypatch):
     assert not refoptim.LBFGS._elementwise
     assert not refoptim.Adafactor._elementwise and not refoptim.Muon._elementwise
@@ -187,3 +252,26 @@ def test_what_cannot_be_grouped():
     assert not fastpath.can_group(np.zeros((), np.float32), np.zeros((), np.float32), {}, chunk=64)  # 0-d
     assert not fastpath.can_group(np.zeros(0, np.float32), np.zeros(0, np.float32), {}, chunk=64)  # empty
     assert not fastpath.can_group(small[::2], small[::2].copy(), {}, chunk=64)
+
+
+def test_flags_without_a_writeable_entry_count_as_writeable():
+    """CuPy's ``flags`` answer only C_CONTIGUOUS, F_CONTIGUOUS and OWNDATA (any other key
+    raises KeyError); its arrays are always writeable."""
+
+    class CupyLikeFlags:
+        def __init__(self, contiguous):
+            self.contiguous = contiguous
+
+        def __getitem__(self, name):
+            if name == "C_CONTIGUOUS":
+                return self.contiguous
+            raise KeyError(f"{name} is not defined for cupy.ndarray.flags")
+
+    class CupyLike:
+        def __init__(self, contiguous):
+            self.flags = CupyLikeFlags(contiguous)
+
+    assert fastpath._flat_ok(CupyLike(True))
+    assert not fastpath._flat_ok(CupyLike(False))
+    assert fastpath._writeable(CupyLike(True))
+    assert not fastpath._writeable(object())
