@@ -22,6 +22,14 @@ Many small parameters (at most two pieces each) are updated together instead
 dtype, state layout and scalar state values (so the same ``step``) are concatenated, the
 rule runs once on the concatenation, and the results are copied back in place. The
 per-parameter cost of the rule's many small calls disappears; the copies cost two passes.
+
+On NumPy, the pieces of the large parameters of a group run on several threads at once
+(:func:`set_num_threads`, like torch's intra-op threads; by default one per CPU this
+process may use): their elements, laid end to end, are cut into one block per thread,
+and each thread runs its block piece by piece. NumPy's ufuncs release the interpreter lock
+while they compute, so two threads nearly halve a large step. The pieces are disjoint and
+the rule is elementwise, so the bits do not depend on the number of threads. Small
+parameters stay in the calling thread: their cost is Python's, which threads share.
 """
 
 from __future__ import annotations

@@ -387,11 +387,32 @@ class Optimizer:
         """
         reference = self._reference()
         plan = []
+        # The common case, checked in a few comparisons: a dense gradient of the same array
+        # type (so namespace), dtype, shape and device as its parameter, which has the
+        # reference's type and device and a floating dtype. Anything else takes the full
+        # checks below, which name what is wrong.
+        if reference is not None:
+            ref_xp, ref_device = reference
+            ref_kind = next(type(p.data) for g in self.param_groups for p in g["params"])
+        dense_hook = type(self)._check_dense_grad is not Optimizer._check_dense_grad
         for gi, group in enumerate(self.param_groups):
             pairs = []
             for i, p in enumerate(group["params"]):
                 grad = p.grad
                 if grad is None:
+                    continue
+                data = p.data
+                if (
+                    not dense_hook
+                    and type(grad) is ref_kind
+                    and type(data) is ref_kind
+                    and grad.dtype == data.dtype
+                    and grad.shape == data.shape
+                    and is_floating(ref_xp, data.dtype)
+                    and device_of(data) == ref_device
+                    and device_of(grad) == ref_device
+                ):
+                    pairs.append((p, grad))
                     continue
                 label = _Label(self, gi, i, p, group)
                 self._check_param(p, label, reference)
