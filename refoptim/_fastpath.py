@@ -39,6 +39,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from itertools import pairwise
 from typing import Any
 
 from ._backend import array_namespace, is_array
@@ -289,7 +290,7 @@ def chunked_update(
                 offset += n
             return done
 
-        for done in _map_in_threads(block, list(zip(bounds[:-1], bounds[1:]))):
+        for done in _map_in_threads(block, list(pairwise(bounds))):
             for j, _, out in sorted(done, key=lambda d: (d[0], d[1])):
                 results[j].append(out)
     else:
