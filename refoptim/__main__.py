@@ -3,7 +3,11 @@
 ``conformance`` runs the whole configuration matrix against the installed torch, prints
 one row per configuration as it completes (optimizer, configuration, dtype, steps, worst
 one-step error on parameters and on state in ULP, trajectory error, pass/fail), a total
-line, and exits 1 on any failure, 2 when torch is missing.
+line, and exits 1 on any failure, 2 when torch is missing. ``--backend`` runs refoptim on
+another array library (``array-api-strict``, ``cupy``), ``--torch-device cuda`` and
+``--torch-foreach`` run torch on the GPU and on its multi-tensor path (the elementwise
+optimizers' rows; the others say that they ran on NumPy against torch CPU); an
+unavailable backend or device exits 2.
 
 ``plot SCHEDULER [name=value ...] -o FILE.png`` draws a learning-rate schedule (and the
 cycled momentum) over the steps, one line per parameter group; it needs matplotlib
@@ -38,9 +42,10 @@ def _conformance(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from .testing import thresholds
-    from .testing.matrix import DTYPES, configs, optimizer_names
+    from .testing import backends, thresholds
+    from .testing.matrix import DTYPES, configs, extension_for, optimizer_names
     from .testing.runner import run_config
+    from .testing.torch_adapter import torch_device_unavailable
 
     if not torch.__version__.startswith(TORCH_VERSION):
         print(
@@ -52,7 +57,17 @@ def _conformance(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(optimizer_names())}", file=sys.stderr)
         return 2
+    try:
+        backends.require_backend(args.backend)
+    except backends.BackendUnavailable as exc:
+        print(f"error: --backend {args.backend}: {exc}", file=sys.stderr)
+        return 2
+    device_problem = torch_device_unavailable(args.torch_device)
+    if device_problem:
+        print(f"error: --torch-device {args.torch_device}: {device_problem}", file=sys.stderr)
+        return 2
     todo = configs(names, tuple(args.dtype or DTYPES), steps=args.steps)
+    default_sides = args.backend == "numpy" and args.torch_device == "cpu" and not args.torch_foreach
 
     width = max(len(c.label) for c in todo)
     width = min(width, args.width)
@@ -62,6 +77,21 @@ def _conformance(args: argparse.Namespace) -> int:
     )
     out = sys.stdout
     print(f"refoptim conformance against torch {torch.__version__}: {len(todo)} configurations", file=out)
+    if not default_sides:
+        print(
+            f"sides: refoptim on {args.backend} against torch on {args.torch_device} with "
+            f"foreach={args.torch_foreach} for the elementwise optimizers; rows marked [numpy/cpu] "
+            "(LBFGS, Adafactor, Muon, sparse gradients) and the schedulers and swa_utils ran on NumPy "
+            "against torch CPU foreach=False",
+            file=out,
+        )
+        if args.torch_foreach:
+            print(
+                "note: torch's foreach=True path orders its operations differently from the single-tensor "
+                "path refoptim reproduces; the thresholds are the single-tensor ones, so these rows report "
+                "agreement, and a row torch's foreach path rejects is SKIPPED",
+                file=out,
+            )
     print(
         "one-step thresholds (ULP): "
         + ", ".join(f"{k} {v:g}" for k, v in thresholds.ONE_STEP_ULP.items())
@@ -84,7 +114,7 @@ def _conformance(args: argparse.Namespace) -> int:
     worst: dict[str, Any] = {}
     start = time.perf_counter()
     for index, cfg in enumerate(todo, 1):
-        r = run_config(cfg)
+        r = run_config(cfg, args.backend, args.torch_device, args.torch_foreach)
         results.append(r)
         label = cfg.label if len(cfg.label) <= width else cfg.label[: width - 1] + "…"
         status = {
@@ -92,19 +122,28 @@ def _conformance(args: argparse.Namespace) -> int:
             "fail": "FAIL: " + r.reason,
             "known": f"KNOWN: {r.reason} — {r.known}",
             "unexpected-pass": "FAIL: passes but is listed in KNOWN_DEVIATIONS; remove it",
+            "skipped": "SKIPPED: " + r.skipped,
         }[r.status]
+        if not default_sides and extension_for(cfg) is not None:
+            status += " [numpy/cpu]"
+        figures = (
+            f"{'-':>9} {'-':>9} {'-':>10}"
+            if r.status == "skipped"
+            else f"{_figure(r.param_ulp, r.unit):>9} {_figure(r.state_ulp, r.unit):>9} {r.trajectory:>10.2e}"
+        )
         print(
             f"{cfg.optimizer:<9} {label:<{width}} {cfg.dtype:<9} {cfg.steps:>5} "
-            f"{_figure(r.param_ulp, r.unit):>9} {_figure(r.state_ulp, r.unit):>9} {r.trajectory:>10.2e}  {status}"
+            f"{figures}  {status}"
             f"   [{index}/{len(todo)}]",
             file=out,
             flush=True,
         )
         figure = max(r.param_ulp, r.state_ulp)
-        if r.unit == "ULP" and r.status != "known" and (not worst or figure > worst["figure"]):
+        if r.unit == "ULP" and r.status not in ("known", "skipped") and (not worst or figure > worst["figure"]):
             worst = {"figure": figure, "result": r}
     failed = [r for r in results if r.status in ("fail", "unexpected-pass")]
     known = [r for r in results if r.status == "known"]
+    skipped = [r for r in results if r.status == "skipped"]
     scheduler_rows = 0
     if not args.optimizer and not args.no_schedulers:
         scheduler_rows, scheduler_failures = _schedulers(out)
@@ -117,7 +156,7 @@ def _conformance(args: argparse.Namespace) -> int:
     print("worst per optimizer and dtype (param / state one-step error / trajectory; known deviations excluded):", file=out)
     summary: dict[tuple[str, str, str], list[float]] = {}
     for r in results:
-        if r.status == "known":
+        if r.status in ("known", "skipped"):
             continue
         key = (r.config.optimizer + (" (sparse)" if r.config.objective == "sparse" else ""), r.config.dtype, r.unit)
         row = summary.setdefault(key, [0.0, 0.0, 0.0])
@@ -133,21 +172,25 @@ def _conformance(args: argparse.Namespace) -> int:
             f"{w.config.dtype}{where})",
             file=out,
         )
-        traj = max((r for r in results if r.status != "known"), key=lambda r: r.trajectory, default=None)
+        traj = max((r for r in results if r.status not in ("known", "skipped")), key=lambda r: r.trajectory, default=None)
         if traj is not None:
             print(
                 f"worst trajectory error: {traj.trajectory:.3g} ({traj.config.optimizer}, {traj.config.label}, "
                 f"{traj.config.dtype})",
                 file=out,
             )
-    passed = len(results) + scheduler_rows - len(failed) - len(known)
+    passed = len(results) + scheduler_rows - len(failed) - len(known) - len(skipped)
     known_text = f", {len(known)} known deviation{'s' if len(known) != 1 else ''}" if known else ""
-    print(f"total: {passed} passed, {len(failed)} failed{known_text} ({elapsed:.1f} s)", file=out)
+    skipped_text = f", {len(skipped)} skipped" if skipped else ""
+    print(f"total: {passed} passed, {len(failed)} failed{known_text}{skipped_text} ({elapsed:.1f} s)", file=out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
                 {
                     "torch": torch.__version__,
+                    "backend": args.backend,
+                    "torch_device": args.torch_device,
+                    "torch_foreach": args.torch_foreach,
                     "thresholds": {
                         "one_step_ulp": thresholds.ONE_STEP_ULP,
                         "one_step_rel": thresholds.ONE_STEP_REL,
@@ -253,22 +296,32 @@ def _bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from .bench import OPTIMIZERS, run
+    from . import bench
 
-    unknown = [n for n in args.optimizer or [] if n not in OPTIMIZERS]
+    unknown = [n for n in args.optimizer or [] if n not in bench.OPTIMIZERS]
     if unknown:
-        print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(OPTIMIZERS)}", file=sys.stderr)
+        print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(bench.OPTIMIZERS)}", file=sys.stderr)
         return 2
-    rows = run(args.optimizer, args.workload, args.repeats)
+    if args.backend != "numpy":
+        try:
+            bench.require_backend(args.backend)
+        except RuntimeError as exc:
+            print(f"error: --backend {args.backend}: {exc}", file=sys.stderr)
+            return 2
+        rows = bench.run(args.optimizer, args.workload, args.repeats, backend=args.backend)
+    else:
+        rows = bench.run(args.optimizer, args.workload, args.repeats)
     if args.json:
         import torch
 
+        data: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+        if args.backend != "numpy":
+            import cupy
+
+            data.update(backend=args.backend, cupy=cupy.__version__, device=torch.cuda.get_device_name())
+        data["rows"] = [r.as_dict() for r in rows]
         with open(args.json, "w") as fh:
-            json.dump(
-                {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": [r.as_dict() for r in rows]},
-                fh,
-                indent=1,
-            )
+            json.dump(data, fh, indent=1)
     return 0
 
 
@@ -285,6 +338,21 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument(
         "--no-schedulers", action="store_true", help="skip the schedulers (they also run only without --optimizer)"
     )
+    conf.add_argument(
+        "--backend",
+        choices=["numpy", "array-api-strict", "cupy"],
+        default="numpy",
+        help="array library of the refoptim side (default numpy; cupy needs a CUDA GPU); "
+        "the elementwise optimizers only, the other rows run on NumPy",
+    )
+    conf.add_argument(
+        "--torch-device", choices=["cpu", "cuda"], default="cpu", help="device of the torch side (default cpu)"
+    )
+    conf.add_argument(
+        "--torch-foreach",
+        action="store_true",
+        help="run torch's multi-tensor path (foreach=True) instead of foreach=False and report the agreement",
+    )
     from .bench import DEFAULT_OPTIMIZERS, WORKLOADS
 
     bench = sub.add_parser("bench", help="step time and memory against torch's single-tensor, foreach and fused paths")
@@ -297,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
     bench.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    bench.add_argument(
+        "--backend",
+        choices=["numpy", "cupy"],
+        default="numpy",
+        help="numpy: refoptim on NumPy against torch on the CPU (default); cupy: refoptim on CuPy against torch on CUDA",
+    )
     from .plot import DEFAULT_METRIC, SCHEDULERS
 
     plot = sub.add_parser(

@@ -13,19 +13,31 @@ import array_api_strict
 import numpy as np
 
 import refoptim
+from refoptim.testing import backends
 
-# The two namespaces every backend-neutral test runs on.
+# The two CPU namespaces that must agree bit for bit (array-api-strict wraps NumPy); the
+# tests that compare namespaces with each other run over these. The ``xp`` fixture
+# (conftest.py) runs over every backend of the registry, CuPy included where a GPU is.
 NAMESPACES = {"numpy": cnp, "array_api_strict": array_api_strict}
+
+# Every backend of the registry (refoptim/testing/backends.py), available or not: the
+# ``xp`` fixture's parameters, the unavailable ones skipped with their reason.
+BACKENDS = {name: backends.get_backend(name) for name in backends.BACKEND_NAMES}
 
 DTYPES = ("float32", "float64", "complex64")
 SHAPES = ((), (5,), (3, 4), (0,))
 
 
 def to_np(x: Any) -> np.ndarray:
-    """A NumPy copy of an array of any of the tested namespaces (or of the stand-in)."""
+    """A NumPy copy of an array of any of the tested namespaces (or of the stand-in), through
+    the backend registry (CuPy arrays are copied from the device); anything else (Python
+    scalars, lists) through ``np.asarray``."""
     if hasattr(x, "unwrap"):
         x = x.unwrap()
-    return np.array(np.asarray(x), copy=True)
+    try:
+        return backends.to_numpy(x)
+    except TypeError:
+        return np.array(np.asarray(x), copy=True)
 
 
 def bitwise_equal(a: Any, b: Any) -> bool:

@@ -3,6 +3,10 @@
 The unit tests need no torch; where they check torch's behaviour (exception types and
 messages, defaults, signatures) the expected values were read from torch 2.13 and are
 written out in the tests.
+
+``xp`` runs over every backend of ``refoptim.testing.backends``: NumPy and array-api-strict
+always, CuPy where it imports and sees a CUDA GPU; elsewhere the CuPy cases are skipped
+with the reason, so ``pytest -ra`` shows them.
 """
 
 import sys
@@ -12,17 +16,35 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _support import NAMESPACES  # noqa: E402
+from _support import BACKENDS  # noqa: E402
 
 
-@pytest.fixture(params=list(NAMESPACES), ids=list(NAMESPACES))
+def _backend_param(name):
+    backend = BACKENDS[name]
+    if backend.available:
+        return pytest.param(name, id=name)
+    reason = (
+        f"CuPy with a CUDA GPU is not available: {backend.reason}"
+        if name == "cupy"
+        else f"backend {name} is not available: {backend.reason}"
+    )
+    return pytest.param(name, id=name, marks=pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(params=[_backend_param(name) for name in BACKENDS])
 def xp(request):
-    """An array namespace: array_api_compat.numpy, then array_api_strict."""
-    return NAMESPACES[request.param]
+    """An array namespace: array_api_compat.numpy, array_api_strict, then
+    array_api_compat.cupy (skipped without CuPy and a GPU)."""
+    return BACKENDS[request.param].namespace()
 
 
 @pytest.fixture
 def other_xp(xp):
-    """The other tested namespace than ``xp`` (for mixed-namespace errors)."""
-    (other,) = [ns for ns in NAMESPACES.values() if ns is not xp]
-    return other
+    """Another available namespace than ``xp`` (for mixed-namespace errors): the first
+    available backend, in registry order, whose namespace is not ``xp``'s."""
+    for backend in BACKENDS.values():
+        if backend.available:
+            ns = backend.namespace()
+            if ns is not xp:
+                return ns
+    pytest.skip("mixed-namespace tests need a second available backend")

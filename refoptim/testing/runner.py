@@ -1,6 +1,13 @@
 """Run one configuration against torch: the teacher-forced one-step error of the
 parameter and every state entry at every step, the state layout, and the free-running
 trajectory error. Needs torch.
+
+By default refoptim runs on NumPy and torch on the CPU with ``foreach=False``. The
+elementwise optimizers' configurations can also run refoptim on another backend of
+:mod:`refoptim.testing.backends` (its arrays cross to NumPy at the boundary; every figure is
+measured on NumPy copies) and torch on CUDA and/or on its multi-tensor (``foreach=True``)
+path; the other harnesses (``matrix.EXTENSIONS``) always run on NumPy against torch CPU
+``foreach=False``, and their :class:`Result` says so.
 """
 
 from __future__ import annotations
@@ -12,10 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import thresholds
+from . import backends, thresholds
 from .matrix import SHAPES, Config, extension_for
 from .metrics import relative_error, ulp_error
-from .torch_adapter import NUMPY_DTYPES, build_refoptim, build_twin, from_torch, initial_values, numpy_state_dict, to_torch
+from .torch_adapter import (
+    NUMPY_DTYPES,
+    build_refoptim,
+    build_twin,
+    from_torch,
+    initial_values,
+    numpy_state_dict,
+    to_torch,
+)
 
 __all__ = ["Result", "run_config"]
 
@@ -32,6 +47,10 @@ class Result:
     trajectory: float = 0.0
     structure_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    backend: str = "numpy"
+    torch_device: str = "cpu"
+    torch_foreach: bool = False
+    skipped: str = ""
 
     @property
     def passed(self) -> bool:
@@ -62,11 +81,19 @@ class Result:
 
     @property
     def status(self) -> str:
-        """``pass``, ``known`` (a listed deviation that misses as recorded), ``fail``, or
-        ``unexpected-pass`` (a listed deviation that now passes: remove it from the list)."""
+        """``pass``, ``known`` (a listed deviation that misses as recorded), ``fail``,
+        ``unexpected-pass`` (a listed deviation that now passes: remove it from the list),
+        or ``skipped`` (torch's requested path rejects the configuration; see
+        :attr:`skipped`). The known deviations were measured on NumPy against torch CPU
+        ``foreach=False``; on other sides one that passes is a plain ``pass``."""
+        if self.skipped:
+            return "skipped"
         if self.known is None:
             return "pass" if self.passed else "fail"
-        return "unexpected-pass" if self.passed else "known"
+        if self.passed:
+            default_sides = (self.backend, self.torch_device, self.torch_foreach) == ("numpy", "cpu", False)
+            return "unexpected-pass" if default_sides else "pass"
+        return "known"
 
     @property
     def reason(self) -> str:
@@ -100,6 +127,10 @@ class Result:
             "reason": self.reason,
             "known_reason": self.known,
             "seconds": self.seconds,
+            "backend": self.backend,
+            "torch_device": self.torch_device,
+            "torch_foreach": self.torch_foreach,
+            "skipped": self.skipped,
         }
 
 
@@ -169,13 +200,22 @@ def _layout_errors(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> 
     for key, t in theirs.items():
         o = ours[key]
         if isinstance(t, torch.Tensor):
-            o_np = np.asarray(o)
+            o_np = _as_numpy(o)
             if o_np.dtype != from_torch(t).dtype or o_np.shape != tuple(t.shape):
                 errors.append(
                     f"{where}: state[{key!r}] is {o_np.dtype}{list(o_np.shape)}, "
                     f"torch's {from_torch(t).dtype}{list(t.shape)}"
                 )
     return errors
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    """``x`` as NumPy: an array of any registered backend copied (CuPy from the device),
+    anything else through ``np.asarray``."""
+    try:
+        return backends.to_numpy(x)
+    except TypeError:
+        return np.asarray(x)
 
 
 def _group_key_errors(torch_optimizer: Any, refoptim_optimizer: Any) -> list[str]:
@@ -189,21 +229,35 @@ def _group_key_errors(torch_optimizer: Any, refoptim_optimizer: Any) -> list[str
     ]
 
 
-def run_config(cfg: Config) -> Result:
+def run_config(cfg: Config, backend: str = "numpy", torch_device: str = "cpu", torch_foreach: bool = False) -> Result:
     """Run one configuration: torch twin, teacher-forced refoptim, free-running refoptim.
 
+    ``backend`` (a name of :mod:`refoptim.testing.backends`) is the array library of the
+    refoptim side; ``torch_device`` (``"cpu"``, ``"cuda"``) and ``torch_foreach`` choose the
+    torch side. A configuration that torch's ``foreach=True`` path rejects (a tensor ``lr``
+    without ``capturable``, ...) comes back with :attr:`Result.skipped` set.
+
     Configurations of the optimizers that are not elementwise (and sparse gradients) go to
-    their own harness, ``refoptim.testing.conformance_<module>`` (see ``matrix.EXTENSIONS``).
+    their own harness, ``refoptim.testing.conformance_<module>`` (see ``matrix.EXTENSIONS``),
+    which always runs refoptim on NumPy against torch on the CPU with ``foreach=False``;
+    their results say so (``backend="numpy"``, ``torch_device="cpu"``, ``torch_foreach=False``).
     """
     module = extension_for(cfg)
     if module is not None:
         return module.run_config(cfg)
+    b = backends.require_backend(backend)
     start = time.perf_counter()
-    result = Result(cfg)
+    result = Result(cfg, backend=backend, torch_device=torch_device, torch_foreach=torch_foreach)
     values = initial_values(cfg)
-    twin = build_twin(cfg, values)
-    forced = build_refoptim(cfg, values)
-    free = build_refoptim(cfg, values)
+    try:
+        twin = build_twin(cfg, values, torch_device, torch_foreach)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        if not torch_foreach:
+            raise
+        result.skipped = f"torch's foreach=True path rejects it: {type(exc).__name__}: {exc}"
+        return result
+    forced = build_refoptim(cfg, values, backend)
+    free = build_refoptim(cfg, values, backend)
     gradients = _Gradients(cfg, values)
     # state_dict ids run over the groups in order; the i-th parameter's id:
     state_id = {id(p): k for k, p in enumerate(p for g in twin.optimizer.param_groups for p in g["params"])}
@@ -215,26 +269,34 @@ def run_config(cfg: Config) -> Result:
         grads = gradients(step, t_before)
 
         # Teacher forcing: refoptim starts this step from torch's parameters and state,
-        # copied as they are (load_state_dict would cast them, as torch's does).
+        # copied as they are (load_state_dict would cast them, as torch's does), as arrays
+        # of refoptim's backend.
         for i, (p, value) in enumerate(zip(forced.params, t_before)):
-            p.data[...] = value
+            p.data[...] = b.from_numpy(value)
             entry = t_state_before["state"].get(state_id[i])
             if entry:
-                forced.optimizer.state[p] = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in entry.items()}
+                forced.optimizer.state[p] = {k: b.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in entry.items()}
             else:
                 forced.optimizer.state.pop(p, None)
 
         for tp, fp, g in zip(twin.params, forced.params, grads):
-            tp.grad = None if g is None else to_torch(g)
-            fp.grad = None if g is None else g.copy()
-        twin.optimizer.step()
+            tp.grad = None if g is None else to_torch(g).to(tp.device)
+            fp.grad = None if g is None else b.from_numpy(g)
+        try:
+            twin.optimizer.step()
+        except (RuntimeError, TypeError, ValueError) as exc:
+            if not torch_foreach:
+                raise
+            result.skipped = f"torch's foreach=True path rejects it: {type(exc).__name__}: {exc}"
+            result.seconds = time.perf_counter() - start
+            return result
         forced.optimizer.step()
 
         t_state = twin.optimizer.state_dict()["state"]
         r_state = forced.optimizer.state_dict()["state"]
         for i, (tp, fp, g) in enumerate(zip(twin.params, forced.params, grads)):
             operands = [t_before[i]] + ([g] if g is not None else [])
-            err = ulp_error(np.asarray(fp.data), from_torch(tp), *operands)
+            err = ulp_error(b.to_numpy(fp.data), from_torch(tp), *operands)
             if err > result.param_ulp:
                 result.param_ulp, result.param_where = err, f"step {step + 1}, param {SHAPES[i]}"
             t_entry = t_state.get(state_id[i], {})
@@ -248,18 +310,18 @@ def run_config(cfg: Config) -> Result:
                 ops = [before_entry[key]] if key in before_entry else []
                 if g is not None:
                     ops.append(g)
-                err = ulp_error(np.asarray(r_entry[key]), from_torch(t_val), *ops)
+                err = ulp_error(_as_numpy(r_entry[key]), from_torch(t_val), *ops)
                 if err > result.state_ulp:
                     result.state_ulp, result.state_where = err, f"step {step + 1}, param {SHAPES[i]}, {key}"
 
         # Free running: refoptim on its own parameters and gradients.
-        f_grads = gradients(step, [np.asarray(p.data) for p in free.params])
+        f_grads = gradients(step, [b.to_numpy(p.data) for p in free.params])
         for fp, g in zip(free.params, f_grads):
-            fp.grad = None if g is None else g
+            fp.grad = None if g is None else b.from_numpy(g)
         free.optimizer.step()
 
     result.trajectory = max(
-        relative_error(np.asarray(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
+        relative_error(b.to_numpy(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
     )
     result.structure_errors += _group_key_errors(twin.optimizer, free.optimizer)
     result.seconds = time.perf_counter() - start

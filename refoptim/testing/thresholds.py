@@ -46,6 +46,16 @@ result by a few units of the dtype, so these catch a wrong formula, not rounding
 torch runs its Newton–Schulz iteration in bfloat16, so its update is only as precise as
 one bfloat16 rounding (unit roundoff 2**-8), measured relative to the update."""
 
+# ---------------------------------------------------------------- GPU (issue 7): TO MEASURE
+# The figures above are for refoptim on NumPy or array-api-strict against torch on the CPU
+# with foreach=False. refoptim on CuPy against torch on CUDA has not been run yet (no GPU
+# where this was written): nothing here is loosened or added for it. What a GPU run may
+# need, with its measured cause (e.g. CUDA's correctly rounded sqrt against torch's CPU MKL
+# sqrt, nvcc contracting a*b+c into an FMA inside CuPy's elementwise kernels, or torch's
+# foreach=True/fused kernels ordering operations differently), is to be measured on the
+# GPU (docs/backends.md lists the commands) and recorded here, beside its reason, as a
+# separate table keyed by backend/device that leaves the CPU figures as they are.
+
 TRAJECTORY_REL_BY_OPTIMIZER: dict[str, dict[str, float]] = {}
 """Free-running thresholds of optimizers whose trajectories legitimately drift further than
 an elementwise rule's (each with its reason beside it); the others use ``TRAJECTORY_REL``."""

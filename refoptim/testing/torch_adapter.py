@@ -1,6 +1,11 @@
 """The torch side of conformance: build the torch twin of a configuration from the same
 seed, and convert parameters and state between torch and NumPy in both directions.
 
+The refoptim side runs on NumPy unless another backend of
+:mod:`refoptim.testing.backends` is named (``array-api-strict``, ``cupy``); the torch side
+on the CPU with ``foreach=False`` unless another device (``cuda``) or torch's
+multi-tensor path (``foreach=True``) is asked for.
+
 Importing this module imports torch (``pip install torch==2.13.0``).
 """
 
@@ -15,21 +20,39 @@ import torch
 import refoptim
 import refoptim._backend
 
+from . import backends
 from .matrix import SHAPES, Config
 
 __all__ = [
     "NUMPY_DTYPES",
+    "TORCH_DEVICES",
     "Twin",
     "build_twin",
     "from_torch",
     "numpy_state_dict",
     "to_torch",
-    "torch_state_dict",
+    "torch_device_unavailable",
     "torch_options",
+    "torch_state_dict",
 ]
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "complex64": np.complex64}
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "complex64": torch.complex64}
+
+TORCH_DEVICES = ("cpu", "cuda")
+"""The devices the torch side of conformance can run on."""
+
+
+def torch_device_unavailable(device: str) -> str:
+    """Why torch cannot run on ``device`` here, or an empty string when it can."""
+    if device not in TORCH_DEVICES:
+        return f"unknown torch device={device!r}; known: {', '.join(TORCH_DEVICES)}"
+    if device == "cuda" and not torch.cuda.is_available():
+        return (
+            f"torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False; "
+            f"torch.version.cuda is {torch.version.cuda!r}): install a CUDA build of torch on a machine with a GPU"
+        )
+    return ""
 
 
 def to_torch(a: Any) -> torch.Tensor:
@@ -114,35 +137,57 @@ def refoptim_class(name: str) -> type:
     return cls
 
 
-def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
-    """The refoptim side on NumPy, the view parameter a non-contiguous view."""
+def build_refoptim(cfg: Config, values: list[np.ndarray], backend: str = "numpy") -> Twin:
+    """The refoptim side on ``backend`` (a name of :mod:`refoptim.testing.backends`;
+    default NumPy), the view parameter a non-contiguous view. On another backend than NumPy
+    the array options (a 0-d ``lr``) become that backend's arrays too."""
+    if backend == "numpy":
+        params = []
+        for shape, value in zip(SHAPES, values):
+            if shape == "view":
+                base = np.zeros((6, 9), dtype=value.dtype)
+                data = base[::2, 1:5]
+                data[...] = value
+            else:
+                data = value.copy()
+            params.append(refoptim.Parameter(data))
+        options = {"foreach": False, **cfg.options}
+        optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params), **options)
+        return Twin(params, optimizer)
+    b = backends.require_backend(backend)
+
+    def convert(opts: dict[str, Any]) -> dict[str, Any]:
+        return _map_leaves(opts, lambda v: isinstance(v, np.ndarray), b.from_numpy)
+
     params = []
     for shape, value in zip(SHAPES, values):
         if shape == "view":
-            base = np.zeros((6, 9), dtype=value.dtype)
+            base = b.from_numpy(np.zeros((6, 9), dtype=value.dtype))
             data = base[::2, 1:5]
-            data[...] = value
+            data[...] = b.from_numpy(value)
         else:
-            data = value.copy()
+            data = b.from_numpy(value)
         params.append(refoptim.Parameter(data))
-    options = {"foreach": False, **cfg.options}
-    optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params), **options)
+    options = {"foreach": False, **convert(cfg.options)}
+    optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params, convert), **options)
     return Twin(params, optimizer)
 
 
-def build_twin(cfg: Config, values: list[np.ndarray]) -> Twin:
-    """The torch side (CPU, ``foreach=False``): the same values, the view a view too."""
+def build_twin(cfg: Config, values: list[np.ndarray], device: str = "cpu", foreach: bool = False) -> Twin:
+    """The torch side (default CPU, ``foreach=False``): the same values, the view a view
+    too, on ``device``; ``foreach=True`` picks torch's multi-tensor path. Array options (a
+    tensor ``lr``) stay on the CPU, as torch's own tests pass them."""
     params = []
     for shape, value in zip(SHAPES, values):
         if shape == "view":
-            base = torch.zeros((6, 9), dtype=TORCH_DTYPES[cfg.dtype])
+            base = torch.zeros((6, 9), dtype=TORCH_DTYPES[cfg.dtype], device=device)
             t = base[::2, 1:5]
             with torch.no_grad():
                 t.copy_(to_torch(value))
             t.requires_grad_(True)
         else:
-            t = to_torch(value).requires_grad_(True)
+            t = to_torch(value).to(device).requires_grad_(True)
         params.append(t)
-    options = {"foreach": False, **torch_options(cfg.options)}
+    options = {"foreach": foreach, **torch_options(cfg.options)}
     optimizer = getattr(torch.optim, cfg.optimizer)(_groups(cfg, params, torch_options), **options)
     return Twin(params, optimizer)
