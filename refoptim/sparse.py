@@ -62,6 +62,7 @@ class SparseGrad:
 
     Example:
         >>> import numpy as np
+        >>> from refoptim import SparseGrad
         >>> g = SparseGrad(np.array([[2, 0, 2]]), np.array([1.0, 2.0, 3.0]), (4,))
         >>> g
         SparseGrad(indices=[[2, 0, 2]], values=[1.0, 2.0, 3.0], shape=(4,), nnz=3, dtype=float64)

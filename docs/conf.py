@@ -1,0 +1,77 @@
+"""Sphinx configuration of the refoptim manual.
+
+Build it (warnings are errors) and run its doctests with::
+
+    pip install -e ".[docs]"
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+    python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest
+
+The schedule plots are drawn at build time by ``refoptim.plot`` (the code behind
+``python -m refoptim plot``) through the local extension ``docs/_ext/schedule_plots.py``,
+into ``docs/_generated/`` (git-ignored), beside the API pages autosummary generates.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
+sys.path.insert(0, str(HERE.parent))  # the checkout's refoptim, also without an install
+
+import refoptim
+
+project = "refoptim"
+author = "the refoptim developers"
+copyright = "the refoptim developers"
+release = refoptim.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",  # the docstrings use torch's Google style ("Args:")
+    "sphinx.ext.mathjax",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",  # every rule's source beside its math
+    "myst_parser",  # the Markdown pages (conformance, design notes, backends)
+    "schedule_plots",  # docs/_ext: schedule plots drawn by refoptim.plot at build time
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "_templates", "Thumbs.db", ".DS_Store"]
+templates_path = ["_templates"]
+
+# -- autodoc / autosummary / napoleon ------------------------------------------------
+autosummary_generate = True
+autosummary_generate_overwrite = True
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"  # the types are in each docstring's "Args:", as in torch's docs
+autodoc_default_options = {"show-inheritance": True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+napoleon_use_ivar = True
+
+# -- doctest -------------------------------------------------------------------------
+# Pages and docstrings carry self-contained examples (imports included), so that a reader
+# can copy them; nothing is set up behind their back.
+doctest_test_doctest_blocks = "default"
+
+# -- MyST ----------------------------------------------------------------------------
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
+
+# -- HTML ----------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"refoptim {release}"
+html_static_path = ["_static"]
+html_css_files = ["refoptim.css"]
+html_theme_options = {
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+}
+html_show_sourcelink = True
