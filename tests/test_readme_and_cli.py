@@ -18,6 +18,16 @@ def test_readme_has_the_two_commands():
     assert 'pip install -e ".[test]" && pytest' in text
 
 
+def test_ci_builds_the_manual_as_the_readme_says():
+    """The README's docs commands are the ones CI runs (warnings are errors, doctests)."""
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    html = "python -m sphinx -W --keep-going -b html docs docs/_build/html"
+    doctest = "python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest"
+    assert f'pip install -e ".[docs]" && {html}' in text and doctest in text
+    assert 'pip install --quiet -e ".[docs]"' in ci and html in ci and doctest in ci
+
+
 def test_readme_example_runs_and_converges():
     text = README.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
