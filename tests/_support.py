@@ -11,6 +11,7 @@ from typing import Any
 import array_api_compat.numpy as cnp
 import array_api_strict
 import numpy as np
+import pytest
 
 import refoptim
 from refoptim.testing import backends
@@ -23,6 +24,22 @@ NAMESPACES = {"numpy": cnp, "array_api_strict": array_api_strict}
 # Every backend of the registry (refoptim/testing/backends.py), available or not: the
 # ``xp`` fixture's parameters, the unavailable ones skipped with their reason.
 BACKENDS = {name: backends.get_backend(name) for name in backends.BACKEND_NAMES}
+
+
+
+def backend_param(name: str) -> Any:
+    """The ``xp`` fixture's parameter for backend ``name``: skipped, with the reason, where
+    the backend cannot run here (CuPy without a CUDA GPU)."""
+    backend = BACKENDS[name]
+    if backend.available:
+        return pytest.param(name, id=name)
+    reason = (
+        f"CuPy with a CUDA GPU is not available: {backend.reason}"
+        if name == "cupy"
+        else f"backend {name} is not available: {backend.reason}"
+    )
+    return pytest.param(name, id=name, marks=pytest.mark.skip(reason=reason))
+
 
 DTYPES = ("float32", "float64", "complex64")
 SHAPES = ((), (5,), (3, 4), (0,))

@@ -16,22 +16,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _support import BACKENDS  # noqa: E402
+from _support import BACKENDS, backend_param  # noqa: E402
 
 
-def _backend_param(name):
-    backend = BACKENDS[name]
-    if backend.available:
-        return pytest.param(name, id=name)
-    reason = (
-        f"CuPy with a CUDA GPU is not available: {backend.reason}"
-        if name == "cupy"
-        else f"backend {name} is not available: {backend.reason}"
-    )
-    return pytest.param(name, id=name, marks=pytest.mark.skip(reason=reason))
-
-
-@pytest.fixture(params=[_backend_param(name) for name in BACKENDS])
+@pytest.fixture(params=[backend_param(name) for name in BACKENDS])
 def xp(request):
     """An array namespace: array_api_compat.numpy, array_api_strict, then
     array_api_compat.cupy (skipped without CuPy and a GPU)."""

@@ -8,7 +8,7 @@ import types
 import array_api_strict
 import numpy as np
 import pytest
-from _support import BACKENDS, NAMESPACES, cnp, to_np
+from _support import BACKENDS, NAMESPACES, backend_param, cnp, to_np
 
 import refoptim
 from refoptim.testing import backends
@@ -134,15 +134,13 @@ def test_cupy_that_does_not_import_is_unavailable(monkeypatch):
 
 
 def test_xp_fixture_skips_cupy_with_its_reason_when_unavailable(monkeypatch):
-    from conftest import _backend_param
-
     monkeypatch.setitem(sys.modules, "cupy", None)
     monkeypatch.setattr(backends, "_PROBED", {})
-    param = _backend_param("cupy")
+    param = backend_param("cupy")
     (mark,) = param.marks
     assert mark.name == "skip"
     assert mark.kwargs["reason"].startswith("CuPy with a CUDA GPU is not available: cupy does not import")
-    assert _backend_param("numpy").marks == ()
+    assert backend_param("numpy").marks == ()
 
 
 def test_xp_fixture_runs_every_backend(request, xp):
