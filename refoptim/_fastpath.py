@@ -112,12 +112,12 @@ def set_num_threads(n: int) -> None:
     """Set the number of threads refoptim's CPU fast path may use (torch's
     ``torch.set_num_threads``). ``1`` keeps every step in the calling thread. Results are
     the same bits for every setting: threads only share out disjoint pieces of an
-    elementwise update."""
+    elementwise update. Bad values raise torch's ``RuntimeError`` and message."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads expects an int, but got {type(n).__name__}")
+        raise RuntimeError(f"set_num_threads expects an int, but got {type(n).__name__}")
     if n < 1:
-        raise ValueError(f"Number of threads must be positive, but got {n}")
+        raise RuntimeError("set_num_threads expects a positive integer")
     _num_threads = n
 
 
@@ -125,7 +125,7 @@ def _threads_for(x: Any, n: int) -> int:
     """How many threads to share ``n`` elements of ``x`` out to: more than one only for
     NumPy arrays (their ufuncs release the interpreter lock while they compute; other
     libraries, CuPy with its per-thread device and stream among them, stay in the calling
-    thread) of at least two threaded pieces per thread."""
+    thread), and at most one thread per :data:`THREAD_BLOCK_ELEMENTS` elements."""
     threads = get_num_threads()
     if threads <= 1 or type(x).__module__ != "numpy":
         return 1

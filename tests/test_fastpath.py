@@ -172,9 +172,9 @@ def test_set_num_threads(monkeypatch):
     assert refoptim.get_num_threads() == 3
     refoptim.set_num_threads(1)
     assert refoptim.get_num_threads() == 1
-    with pytest.raises(ValueError, match="Number of threads must be positive, but got 0"):
+    with pytest.raises(RuntimeError, match="^set_num_threads expects a positive integer$"):  # torch's
         refoptim.set_num_threads(0)
-    with pytest.raises(TypeError, match="set_num_threads expects an int, but got float"):
+    with pytest.raises(RuntimeError, match="^set_num_threads expects an int, but got float$"):
         refoptim.set_num_threads(2.0)
     assert refoptim.get_num_threads() == 1
 
