@@ -80,38 +80,30 @@ def namespace_name(xp: Any) -> str:
     return getattr(xp, "__name__", type(xp).__name__)
 
 
-_FLOATING: dict[tuple[int, Any], bool] = {}
+_ISDTYPE: dict[tuple[int, Any, Any], bool] = {}
+
+
+def _isdtype(xp: Any, dtype: Any, kind: Any) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered per namespace, dtype and kind (a step asks
+    for every parameter, and the answer never changes)."""
+    try:
+        key = (id(xp), dtype, kind)
+        known = _ISDTYPE.get(key)
+    except TypeError:  # an unhashable dtype object
+        return bool(xp.isdtype(dtype, kind))
+    if known is None:
+        known = _ISDTYPE[key] = bool(xp.isdtype(dtype, kind))
+    return known
 
 
 def is_floating(xp: Any, dtype: Any) -> bool:
-    """True when ``dtype`` is a real or complex floating dtype of ``xp`` (remembered per
-    namespace and dtype)."""
-    try:
-        key = (id(xp), dtype)
-        known = _FLOATING.get(key)
-    except TypeError:  # an unhashable dtype object
-        return xp.isdtype(dtype, ("real floating", "complex floating"))
-    if known is None:
-        known = _FLOATING[key] = bool(xp.isdtype(dtype, ("real floating", "complex floating")))
-    return known
-
-
-_COMPLEX: dict[tuple[int, Any], bool] = {}
+    """True when ``dtype`` is a real or complex floating dtype of ``xp``."""
+    return _isdtype(xp, dtype, ("real floating", "complex floating"))
 
 
 def is_complex(xp: Any, x: Any) -> bool:
-    """True when ``x`` has a complex floating dtype (torch's ``torch.is_complex``).
-
-    Remembered per namespace and dtype (a step asks it for every parameter)."""
-    dtype = x.dtype
-    try:
-        key = (id(xp), dtype)
-        known = _COMPLEX.get(key)
-    except TypeError:  # an unhashable dtype object
-        return xp.isdtype(dtype, "complex floating")
-    if known is None:
-        known = _COMPLEX[key] = bool(xp.isdtype(dtype, "complex floating"))
-    return known
+    """True when ``x`` has a complex floating dtype (torch's ``torch.is_complex``)."""
+    return _isdtype(xp, x.dtype, "complex floating")
 
 
 def numel(x: Any) -> int:

@@ -57,17 +57,11 @@ def _same_bits(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
-@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_piece_by_piece_is_bit_identical(name, options, dtype, monkeypatch):
-    if name == "Rprop" and dtype == np.complex64:
-        options = {"lr": 0.01}
-    whole_params, whole_state, whole_calls = _run(name, options, dtype, 0, monkeypatch)
-    piece_params, piece_state, piece_calls = _run(name, options, dtype, CHUNK, monkeypatch)
-    assert whole_calls == 0 and piece_calls > 0  # the second run did take the fast path
-    for a, b in zip(whole_params, piece_params):
+def _assert_same_results(params_a, state_a, params_b, state_b):
+    """Two runs' parameters and per-parameter state: the same keys, types and bits."""
+    for a, b in zip(params_a, params_b, strict=True):
         assert _same_bits(a, b)
-    for sa, sb in zip(whole_state, piece_state):
+    for sa, sb in zip(state_a, state_b, strict=True):
         assert set(sa) == set(sb)
         for key in sa:
             va, vb = sa[key], sb[key]
@@ -76,6 +70,17 @@ def test_piece_by_piece_is_bit_identical(name, options, dtype, monkeypatch):
                 assert _same_bits(va, vb), key
             else:
                 assert va == vb, key
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_piece_by_piece_is_bit_identical(name, options, dtype, monkeypatch):
+    if name == "Rprop" and dtype == np.complex64:
+        options = {"lr": 0.01}
+    whole_params, whole_state, whole_calls = _run(name, options, dtype, 0, monkeypatch)
+    piece_params, piece_state, piece_calls = _run(name, options, dtype, CHUNK, monkeypatch)
+    assert whole_calls == 0 and piece_calls > 0  # the second run did take the fast path
+    _assert_same_results(whole_params, whole_state, piece_params, piece_state)
 
 
 def test_multi_dimensional_parameters_are_chunked_flat(monkeypatch):
@@ -133,14 +138,7 @@ def test_threads_give_the_same_bits(name, options, dtype, threads, monkeypatch):
     threaded_params, threaded_state, calls = _run(name, options, dtype, CHUNK, monkeypatch)
     assert calls > 0 and blocks and all(len(r) == threads for r in blocks)
     assert all(r[0][0] == 0 and r[-1][1] in (SIZE, 2 * SIZE) for r in blocks)  # q skips some steps
-    for a, b in zip(whole_params, threaded_params):
-        assert _same_bits(a, b)
-    for sa, sb in zip(whole_state, threaded_state):
-        assert set(sa) == set(sb)
-        for key in sa:
-            va, vb = sa[key], sb[key]
-            assert type(va) is type(vb), key
-            assert _same_bits(va, vb) if isinstance(va, np.ndarray) else va == vb, key
+    _assert_same_results(whole_params, whole_state, threaded_params, threaded_state)
 
 
 def test_threads_only_for_numpy_arrays_large_enough(monkeypatch):
@@ -159,9 +157,8 @@ def test_threads_see_the_callers_errstate_and_raise_its_errors():
     def overflow(lo, hi):
         return np.float32(3e38) * np.float32(lo + 10)
 
-    with np.errstate(over="raise"):
-        with pytest.raises(FloatingPointError):
-            fastpath._map_in_threads(overflow, [(0, 1), (1, 2)])
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        fastpath._map_in_threads(overflow, [(0, 1), (1, 2)])
     with np.errstate(over="ignore"):
         assert fastpath._map_in_threads(overflow, [(0, 1), (1, 2)]) == [np.inf, np.inf]
 
@@ -214,17 +211,7 @@ def test_many_small_parameters_together_are_bit_identical(name, options, dtype, 
     whole_params, whole_state, whole_calls = _run_many(name, options, dtype, 0, monkeypatch)
     many_params, many_state, many_calls = _run_many(name, options, dtype, chunk, monkeypatch)
     assert whole_calls == 0 and many_calls > 0
-    for a, b in zip(whole_params, many_params):
-        assert _same_bits(a, b)
-    for sa, sb in zip(whole_state, many_state):
-        assert set(sa) == set(sb)
-        for key in sa:
-            va, vb = sa[key], sb[key]
-            assert type(va) is type(vb), key
-            if isinstance(va, np.ndarray):
-                assert _same_bits(va, vb), key
-            else:
-                assert va == vb, key
+    _assert_same_results(whole_params, whole_state, many_params, many_state)
 
 
 def test_grouped_parameters_keep_their_arrays_and_own_their_state(monkeypatch):

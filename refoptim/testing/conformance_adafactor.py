@@ -33,6 +33,7 @@ from .torch_adapter import (
     from_torch,
     numpy_state_dict,
     refoptim_class,
+    refoptim_params,
     to_torch,
     torch_options,
 )
@@ -129,16 +130,7 @@ def initial_values(cfg: Config) -> list[np.ndarray]:
 
 def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:
     """The refoptim side on NumPy, the view parameter a non-contiguous view."""
-    import refoptim
-
-    params = []
-    for shape, value in zip(SHAPES, values):
-        if shape == "view":
-            data = np.zeros((6, 9), dtype=value.dtype)[::2, 1:5]
-            data[...] = value
-        else:
-            data = value.copy()
-        params.append(refoptim.Parameter(data))
+    params = refoptim_params(SHAPES, values)
     optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params), **{"foreach": False, **cfg.options})
     return Twin(params, optimizer)
 

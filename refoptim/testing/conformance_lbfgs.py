@@ -330,19 +330,9 @@ def build_torch(cfg: Config, values: list[np.ndarray], f: Callable) -> _Side:
 
 def build_refoptim(cfg: Config, values: list[np.ndarray], f: Callable) -> _Side:
     """refoptim's side on NumPy, built like :func:`build_torch`."""
-    import refoptim
+    from .torch_adapter import refoptim_class, refoptim_params
 
-    from .torch_adapter import refoptim_class
-
-    params = []
-    for shape, value in zip(SHAPES, values):
-        if shape == "view":
-            base = np.zeros((6, 9), dtype=value.dtype)
-            data = base[::2, 1:5]
-            data[...] = value
-        else:
-            data = value.copy()
-        params.append(refoptim.Parameter(data))
+    params = refoptim_params(SHAPES, values)
     optimizer = refoptim_class("LBFGS")(params, **copy.deepcopy(cfg.options))
 
     def closure() -> np.ndarray:

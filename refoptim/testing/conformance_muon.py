@@ -33,13 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
-import refoptim
-
 from ..muon import Muon
 from .matrix import Config, _lr_array
 from .metrics import relative_error, step_relative_error, ulp_error
 from .runner import Result, _group_key_errors, _layout_errors
-from .torch_adapter import _groups, from_torch, to_torch, torch_options
+from .torch_adapter import _groups, from_torch, refoptim_params, to_torch, torch_options
 
 __all__ = ["SHAPES", "configs", "initial_values", "run_config", "update_relative_error"]
 
@@ -137,14 +135,7 @@ def initial_values(cfg: Config) -> list[np.ndarray]:
 
 
 def _build_refoptim(cfg: Config, values: list[np.ndarray]) -> tuple[list[Any], Muon]:
-    params = []
-    for shape, value in zip(_shapes(cfg), values):
-        if shape == "view":
-            data = np.zeros((6, 9), dtype=value.dtype)[::2, 1:5]
-            data[...] = value
-        else:
-            data = value.copy()
-        params.append(refoptim.Parameter(data))
+    params = refoptim_params(_shapes(cfg), values)
     return params, Muon(_groups(cfg, params), **cfg.options)
 
 

@@ -27,9 +27,11 @@ __all__ = [
     "NUMPY_DTYPES",
     "TORCH_DEVICES",
     "Twin",
+    "build_refoptim",
     "build_twin",
     "from_torch",
     "numpy_state_dict",
+    "refoptim_params",
     "to_torch",
     "torch_device_unavailable",
     "torch_options",
@@ -137,30 +139,13 @@ def refoptim_class(name: str) -> type:
     return cls
 
 
-def build_refoptim(cfg: Config, values: list[np.ndarray], backend: str = "numpy") -> Twin:
-    """The refoptim side on ``backend`` (a name of :mod:`refoptim.testing.backends`;
-    default NumPy), the view parameter a non-contiguous view. On another backend than NumPy
-    the array options (a 0-d ``lr``) become that backend's arrays too."""
-    if backend == "numpy":
-        params = []
-        for shape, value in zip(SHAPES, values):
-            if shape == "view":
-                base = np.zeros((6, 9), dtype=value.dtype)
-                data = base[::2, 1:5]
-                data[...] = value
-            else:
-                data = value.copy()
-            params.append(refoptim.Parameter(data))
-        options = {"foreach": False, **cfg.options}
-        optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params), **options)
-        return Twin(params, optimizer)
+def refoptim_params(shapes: Any, values: list[np.ndarray], backend: str = "numpy") -> list[Any]:
+    """refoptim Parameters holding copies of ``values`` as arrays of ``backend`` (a name of
+    :mod:`refoptim.testing.backends`); where ``shapes`` says ``"view"``, a non-contiguous
+    view (every other row, columns 1 to 4, of a (6, 9) array)."""
     b = backends.require_backend(backend)
-
-    def convert(opts: dict[str, Any]) -> dict[str, Any]:
-        return _map_leaves(opts, lambda v: isinstance(v, np.ndarray), b.from_numpy)
-
     params = []
-    for shape, value in zip(SHAPES, values):
+    for shape, value in zip(shapes, values):
         if shape == "view":
             base = b.from_numpy(np.zeros((6, 9), dtype=value.dtype))
             data = base[::2, 1:5]
@@ -168,7 +153,22 @@ def build_refoptim(cfg: Config, values: list[np.ndarray], backend: str = "numpy"
         else:
             data = b.from_numpy(value)
         params.append(refoptim.Parameter(data))
-    options = {"foreach": False, **convert(cfg.options)}
+    return params
+
+
+def build_refoptim(cfg: Config, values: list[np.ndarray], backend: str = "numpy") -> Twin:
+    """The refoptim side on ``backend`` (a name of :mod:`refoptim.testing.backends`;
+    default NumPy), the view parameter a non-contiguous view. On another backend than NumPy
+    the array options (a 0-d ``lr``) become that backend's arrays too."""
+    params = refoptim_params(SHAPES, values, backend)
+    convert = None
+    if backend != "numpy":
+        b = backends.require_backend(backend)
+
+        def convert(opts: dict[str, Any]) -> dict[str, Any]:
+            return _map_leaves(opts, lambda v: isinstance(v, np.ndarray), b.from_numpy)
+
+    options = {"foreach": False, **(convert(cfg.options) if convert else cfg.options)}
     optimizer = refoptim_class(cfg.optimizer)(_groups(cfg, params, convert), **options)
     return Twin(params, optimizer)
 
