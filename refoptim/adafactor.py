@@ -24,6 +24,7 @@ from ._backend import (
     scalar,
     to_scalar,
 )
+from . import _reduce
 from ._primitives import add_, fma, lerp_, mul_
 from .optimizer import Optimizer
 
@@ -42,21 +43,14 @@ __all__ = ["Adafactor", "adafactor_init", "adafactor_step"]
 #   vectors when the run has at least W elements) added in levels of 16, then combined.
 #
 # Each was matched bit for bit against torch 2.13 (see the conformance notes in the
-# class docstring). ``cumulative_sum`` provides the sequential sums without a Python loop:
-# NumPy's is a left-to-right running sum; another library's may associate differently.
+# class docstring). Every sequential sum goes through ``_reduce.running_sum``, so the
+# order is the same on every backend (NumPy's ``cumulative_sum`` where it is that scan).
 
 
 def _running_sum(xp: Any, x: Any, axis: int) -> Any:
-    """The left-to-right sum along ``axis`` (keeping the axis with size 1)."""
-    if x.shape[axis] == 0:
-        return xp.sum(x, axis=axis, keepdims=True)
-    if hasattr(xp, "cumulative_sum"):
-        total = xp.cumulative_sum(x, axis=axis)
-    else:  # pragma: no cover - pre-2023.12 namespaces
-        return xp.sum(x, axis=axis, keepdims=True)
-    index = [slice(None)] * x.ndim
-    index[axis] = slice(x.shape[axis] - 1, None)
-    return total[tuple(index)]
+    """The left-to-right sum along ``axis`` (keeping the axis with size 1), in the same
+    order on every backend (:func:`refoptim._reduce.running_sum`)."""
+    return _reduce.running_sum(xp, x, axis)
 
 
 def _sum_sq_lastdim(xp: Any, x: Any) -> Any:
@@ -387,11 +381,14 @@ class Adafactor(Optimizer):
     Measured against torch 2.13 (AVX2 build): bit-identical one-step results on NumPy
     for every shape of the conformance suite. Not reproduced: parameters that are
     non-contiguous views (torch then sums the parameter's norm in memory order: a last
-    unit of the RMS, about 1e-7 relative in float32), other CPU builds (AVX-512 has 16
-    lanes), torch's multi-threaded reductions of large tensors (above 32768 elements per
-    reduction), and namespaces whose ``cumulative_sum`` is not a left-to-right sum
-    (CuPy): there the results agree to a few units of the dtype, which the conformance
-    thresholds (relative 1e-4 float32, 1e-6 float64) are set for.
+    unit of the RMS, about 1e-7 relative in float32), other CPU builds of torch (AVX-512
+    kernels have 16 lanes) and torch's multi-threaded reductions of large tensors (above
+    32768 elements per reduction): there torch's own results move, and agree with
+    refoptim's to a few units of the dtype, which the conformance thresholds (relative
+    1e-4 float32, 1e-6 float64) are set for. refoptim's order is fixed: the same bits on
+    every CPU, thread count and backend (the sequential sums use NumPy's
+    ``cumulative_sum`` where it is a left-to-right scan, elementwise additions on any
+    other library, tested bit-identical; see :mod:`refoptim._reduce`).
     """
 
     def __init__(

@@ -34,6 +34,7 @@ from ._backend import (
     to_scalar,
     view_as_real,
 )
+from . import _reduce
 from ._primitives import add_
 from .optimizer import Optimizer
 from .parameter import Parameter
@@ -42,14 +43,18 @@ __all__ = ["LBFGS", "cubic_interpolate", "strong_wolfe"]
 
 
 def _dot(xp: Any, a: Any, b: Any) -> Any:
-    """torch's ``a.dot(b)`` of two real 1-d arrays: a 0-d array of their dtype.
+    """torch's ``a.dot(b)`` of two real 1-d arrays: a 0-d array of their dtype, summed in
+    refoptim's fixed order (:func:`refoptim._reduce.dot`).
 
     torch's CPU ``dot`` is MKL's, whose summation order (blocked, vectorised, with fused
-    multiply-adds) is not documented and depends on the CPU; the Array API's ``vecdot``
-    sums in its own order, so the two differ by a few units of the dtype, which is what
-    ``thresholds.ONE_STEP_REL["LBFGS"]`` allows for.
+    multiply-adds) is not documented and depends on the CPU; a BLAS ``dot`` (what
+    ``xp.vecdot`` calls on NumPy) depends on the kernel OpenBLAS picks for the CPU. refoptim
+    sums the products in a fixed pairwise order, float32 accumulated in float64 (exact
+    products, one rounding at the end): the same bits on every machine and backend, and
+    closer to the exact value than torch's. The two differ by a few units of the dtype,
+    which is what ``thresholds.ONE_STEP_REL["LBFGS"]`` allows for.
     """
-    return xp.vecdot(a, b)
+    return _reduce.dot(xp, a, b)
 
 
 def _abs_max(xp: Any, v: Any) -> Any:
@@ -390,9 +395,16 @@ class LBFGS(Optimizer):
       device, dtype and shape, as every refoptim step checks them) before they are used.
       torch reads ``p.grad.view(-1)``, which fails on a non-contiguous gradient; refoptim
       reshapes, so a non-contiguous gradient is accepted.
-    * torch's dot products and reductions use MKL's summation order on CPU; refoptim uses
-      the array library's. Results differ by a few units of the dtype per reduction;
-      the conformance suite measures it (``thresholds.ONE_STEP_REL["LBFGS"]``).
+    * torch's dot products and reductions use MKL's summation order on CPU, which depends
+      on the CPU. refoptim's reductions (every ``dot``, and the L1 norm ``sum|g|`` of the
+      first step length) run in one fixed order (:mod:`refoptim._reduce`: a pairwise fold
+      of the products, float32 accumulated in float64 and rounded once), never a BLAS's
+      or the library's, so LBFGS gives the same bits on every CPU, thread count and
+      backend. The float32 dots are then nearly always correctly rounded; the difference
+      from torch's is a few units of the dtype per reduction, which the conformance
+      suite measures (``thresholds.ONE_STEP_REL["LBFGS"]``) and which L-BFGS can amplify
+      on ill-conditioned problems (torch against itself with another summation order
+      spreads as far; see ``docs/conformance.md``). ``max|g|`` is exact in any order.
     """
 
     def __init__(
@@ -621,7 +633,7 @@ class LBFGS(Optimizer):
             # ---------------------------------------------------------- step length
             # reset initial guess for step size
             if state["n_iter"] == 1:
-                t = min(1.0, 1.0 / xp.sum(xp.abs(flat_grad))) * lr
+                t = min(1.0, 1.0 / _reduce.sum_abs(xp, flat_grad)) * lr
             else:
                 t = lr
 
