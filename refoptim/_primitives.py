@@ -27,6 +27,7 @@ what they get back.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -242,6 +243,25 @@ def pow(base: Any, exponent: float) -> Any:
         return base * base * base
     if exponent == -2:
         return 1 / (base * base)
+    if len(base.shape) == 0:
+        # A 0-d base (a tensor hyper-parameter: ASGD's eta, Adamax's bias correction): C's
+        # ``pow`` in double precision, as torch's scalar loop calls it, rounded once to the
+        # dtype. Not NumPy's ``**``, whose SIMD dispatch picks another implementation on
+        # AVX-512 CPUs (SVML): one answer on every machine needs one pow.
+        return xp.asarray(_c_pow(float(base), float(exponent)), dtype=base.dtype, device=device_of(base))
     if base.dtype == xp.float32:
         return xp.astype(xp.astype(base, xp.float64) ** exponent, xp.float32)
     return base ** exponent
+
+
+def _c_pow(x: float, y: float) -> float:
+    """C99's ``pow(x, y)`` for doubles: ``math.pow`` with its exceptions turned back into
+    C's results (``inf`` for zero to a negative power, NaN for a negative base to a
+    non-integer power, a signed infinity on overflow)."""
+    odd = y.is_integer() and int(y) % 2 == 1
+    try:
+        return math.pow(x, y)
+    except ValueError:
+        return math.copysign(math.inf, x) if (x == 0 and odd) else (math.inf if x == 0 else math.nan)
+    except OverflowError:
+        return -math.inf if (x < 0 and odd) else math.inf
