@@ -16,6 +16,34 @@ the operands widened to float32, the operation in float32 (matrix products accum
 float32; ``addmm``'s ``beta * C + alpha * (A @ B)`` is one fused multiply-add in float32),
 and a single rounding to bfloat16 at the end. ``ns_dtype="param"`` (or ``"float32"``)
 runs the iteration in full precision instead: a refoptim extension, not in torch.
+
+**One answer on every machine.** The iteration's reductions are exact or run in an order
+refoptim fixes; none depends on a BLAS's summation order (which changes with the CPU's
+kernel and the thread count) or on a library's ``sum``:
+
+- the Frobenius norm is :func:`refoptim._reduce.sum_squares` (squares formed exactly in
+  float64, added in a fixed pairwise order, rounded to the working dtype once), then
+  ``sqrt``;
+- with ``ns_dtype="bfloat16"`` every matrix product is *the exact product, correctly
+  rounded to float32* (:func:`refoptim._matmul.matmul_exact`): bfloat16 values have 8
+  significant bits, so the operands split by magnitude into a few bands whose float64
+  products are exact whatever the BLAS does, and their sum is rounded to float32 once.
+  torch's CPU kernel accumulates the same products in float32, so it is the float32
+  rounding of an inexact sum, where refoptim's is of the exact one: the two differ by a
+  float32 unit or so, and in the rare element where that crosses a bfloat16 rounding
+  boundary, by one bfloat16 unit (see :func:`zeropower_via_newtonschulz`);
+- with ``"float32"`` and ``"param"`` the products have 24 or 53 significant bits and
+  cannot be made exact this way: they are :func:`refoptim._matmul.matmul`, each element
+  the fixed pairwise fold of its ``k`` products in float64 (float32 products exact, float64
+  products rounded once), from elementwise operations only, rounded to the working dtype.
+
+The price is speed. Measured on one thread of the shared 2-core CI machine, against the
+BLAS products used before: a bfloat16 step takes about 2.5 times as long on small
+matrices (2.6 ms instead of 1.1 ms on (64, 48)) and 3 to 6 times on large ones
+(256 x 256: 0.18 s instead of 0.03 s; 768 x 768: 2.0 s instead of 0.64 s; 1024 x 1024:
+4.9 s instead of 1.0 s); the fold of the other modes 25 to 70 times (float32, 256 x 256:
+0.58 s instead of 0.012 s; 768 x 768: 14 s instead of 0.22 s), so those modes suit small
+matrices and reference runs.
 """
 
 from __future__ import annotations
@@ -32,7 +60,9 @@ from ._backend import (
     scalar,
     to_scalar,
 )
+from ._matmul import matmul, matmul_exact
 from ._primitives import add_, fma, lerp_, mul_
+from ._reduce import sum_squares
 from .optimizer import Optimizer
 
 __all__ = [
@@ -139,16 +169,30 @@ def zeropower_via_newtonschulz(
     a steep slope at zero, so the singular values land near (0.5, 1.5) rather than at 1.
 
     ``ns_dtype="bfloat16"`` (torch's): ``G`` is rounded to bfloat16 (``grad.bfloat16()``),
-    the norm is accumulated in float32 and rounded, ``div_``, ``@`` and ``torch.addmm`` are
+    the norm (the sum of squares accumulated in float64 in a fixed order and rounded to
+    float32, then ``sqrt``) is rounded to bfloat16, ``div_``, ``@`` and ``torch.addmm`` are
     each computed in float32 and rounded once to bfloat16 (``addmm`` as
     ``fma(beta, C, alpha * (A @ B))`` in float32, the contraction torch's CPU kernel makes),
-    and the result is a float32 array of bfloat16 values. ``"float32"`` and ``"param"`` run
-    the same iteration unrounded, in float32 or in ``grad``'s dtype (a refoptim extension).
+    and the result is a float32 array of bfloat16 values. Each product ``A @ B`` is the
+    exact product correctly rounded to float32 (:func:`refoptim._matmul.matmul_exact`:
+    exact band products in float64), so the result is the same on every machine and
+    backend, and any implementation that rounds the exact product can reproduce it.
+    ``"float32"`` and ``"param"`` run the same iteration unrounded, in float32 or in
+    ``grad``'s dtype (a refoptim extension), with every product summed in the fixed
+    pairwise fold of :func:`refoptim._matmul.matmul` (machine-independent too; much
+    slower than a BLAS).
+
+    torch's CPU kernel sums the same bfloat16 products in float32, in its own order (which
+    even depends on the operands' memory layout: ``X @ X.T`` and ``X @ X.T.contiguous()``
+    can differ). Where products cancel, that float32 sum can land on a bfloat16 tie that
+    the exact sum is not on (measured: 0.0010032612 exactly, torch's float32 sum the tie
+    0.0010032654, rounded up to 0.0010070801, refoptim's down to 0.0009994507); such an
+    element then differs by one bfloat16 unit, and later iterations spread it. On
+    (24, 40) and (64, 48) matrices about 94% of the parameter elements stay bit-identical
+    to torch over 50 steps; on small ones all do.
 
     Raises ``ValueError`` with torch's messages, in torch's order: ``ns_steps >= 100``,
-    ``grad`` not 2-D, ``ns_coefficients`` not of length 3. Matrix products accumulate in
-    the backend's order (BLAS), torch's CPU kernel in its own: about one element in 10**5
-    of a product rounds to the neighbouring bfloat16 because of that.
+    ``grad`` not 2-D, ``ns_coefficients`` not of length 3.
     """
     if ns_steps >= 100:
         raise ValueError("Number of steps must be less than 100 for computational efficiency")
@@ -164,6 +208,7 @@ def zeropower_via_newtonschulz(
 
     if ns_dtype == "bfloat16":
         rnd = round_to_bfloat16
+        mm = matmul_exact
         x = round_to_bfloat16(grad)
         # torch's CPU bfloat16 kernels compute in float32 with float32 scalars.
         a, b, c = (_as_float32(xp, v) for v in (a, b, c))
@@ -171,22 +216,24 @@ def zeropower_via_newtonschulz(
         def rnd(v: Any) -> Any:
             return v
 
+        mm = matmul
+
         x = xp.astype(grad, xp.float32) if ns_dtype == "float32" else xp.asarray(grad, copy=True)
     dtype = x.dtype
     if tall:
         x = x.T
     # Ensure the spectral norm is at most 1: divide by the Frobenius norm, at least eps.
-    norm = rnd(xp.sqrt(xp.sum(x * x)))
+    norm = rnd(xp.sqrt(sum_squares(xp, x)))
     norm = xp.maximum(norm, rnd(xp.asarray(eps, dtype=dtype, device=device_of(x))))
     x = rnd(x / norm)
     for _ in range(ns_steps):
-        gram = rnd(x @ x.T)
+        gram = rnd(mm(xp, x, x.T))
         if ns_dtype == "bfloat16":
-            gram_update = rnd(fma(b, gram, c * (gram @ gram)))
-            x = rnd(fma(a, x, gram_update @ x))
+            gram_update = rnd(fma(b, gram, c * mm(xp, gram, gram)))
+            x = rnd(fma(a, x, mm(xp, gram_update, x)))
         else:
-            gram_update = b * gram + c * (gram @ gram)
-            x = a * x + gram_update @ x
+            gram_update = b * gram + c * mm(xp, gram, gram)
+            x = a * x + mm(xp, gram_update, x)
     if tall:
         x = x.T
     return x
@@ -331,7 +378,10 @@ class Muon(Optimizer):
       float32 and then to bfloat16 (two roundings, as torch converts it);
     * torch's CPU kernels widen bfloat16 to float32, compute, and round once: the norm,
       the division, each matrix product and each ``addmm`` (``beta * C + alpha * (A @ B)``
-      as one fused multiply-add of float32 values), all reproduced;
+      as one fused multiply-add of float32 values), all reproduced, with the products and
+      the norm's sum in an order refoptim fixes (exact products rounded to float32; a
+      fixed pairwise sum) where torch's kernels use theirs, so a rare element of a large
+      product rounds to the neighbouring bfloat16 (see :func:`zeropower_via_newtonschulz`);
     * tall matrices (more rows than columns) are orthogonalized transposed;
     * the weight decay factor uses the unadjusted ``lr``, the update the adjusted one;
     * only the constructor checks that parameters are 2-D (torch's message names a
