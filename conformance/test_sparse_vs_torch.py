@@ -275,3 +275,22 @@ def test_sgd_mixed_layout_errors_equal_torch(case):
         else:
             expect = _error(topt.step)
             assert expect is not None and _error(ropt.step) == expect
+
+
+def test_complex_square_is_torchs_bit_for_bit():
+    """Sparse Adagrad's ``g * g`` of complex values, part by part, as torch's CPU kernel
+    rounds ``grad_values.pow(2)``; NumPy's own complex multiply rounds differently under
+    its AVX2 (FMA3) dispatch than under its baseline, so it would make refoptim's bits
+    depend on the CPU (found by ``python -m refoptim fingerprint``)."""
+    from array_api_compat import array_namespace
+
+    from refoptim.adagrad import _complex_square
+
+    rng = np.random.default_rng(11)
+    n = 4096
+    z = (rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 6, n)
+         + 1j * rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 6, n)).astype(np.complex64)
+    ours = _complex_square(array_namespace(z), z)
+    theirs = torch.from_numpy(z).pow(2).numpy()
+    assert ours.dtype == np.complex64
+    assert ours.view(np.float32).tobytes() == theirs.view(np.float32).tobytes()

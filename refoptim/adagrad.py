@@ -17,6 +17,8 @@ from ._backend import (
     real_views,
     scalar,
     to_scalar,
+    view_as_complex,
+    view_as_real,
 )
 from ._primitives import add, addcdiv_, addcmul_
 from .optimizer import Optimizer
@@ -114,6 +116,21 @@ def adagrad_step(
 _SPARSE_WEIGHT_DECAY_ERROR = "weight_decay option is not compatible with sparse gradients"
 
 
+def _complex_square(xp: Any, z: Any) -> Any:
+    """``z * z`` for a complex array, as torch's vectorised CPU kernel rounds it: with
+    ``z = a + bi``, ``(a*a - b*b) + (a*b + a*b) i``, each product rounded, then the sum.
+
+    NumPy's own complex multiply fuses these multiply-adds or not depending on the SIMD
+    target it dispatches to (AVX2 with FMA3 against the baseline gives different last
+    bits), so it would make refoptim's result depend on the machine; part by part it
+    does not.
+    """
+    pairs = view_as_real(xp, z)
+    a, b = pairs[..., 0], pairs[..., 1]
+    ab = a * b
+    return view_as_complex(xp, xp.stack([a * a - b * b, ab + ab], axis=-1))
+
+
 def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], *, clr: Any, eps: float) -> Any:
     r"""torch's sparse branch of ``_single_tensor_adagrad`` (``step`` already counted, the
     gradient already negated for ``maximize``)::
@@ -126,7 +143,9 @@ def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], 
     On the rows ``i`` of the coalesced gradient: ``s_i += g_i * g_i``, then
     ``theta_i = fma(-clr, g_i / (sqrt(s_i) + eps), theta_i)``. A complex parameter stays
     complex here (no real view, unlike the dense path): ``s`` accumulates the complex
-    square ``g * g`` and ``sqrt`` is the complex square root, as in torch.
+    square ``g * g`` and ``sqrt`` is the complex square root, as in torch. The square is
+    computed part by part (:func:`_complex_square`), not with the library's complex
+    multiply, whose rounding depends on the CPU.
     """
     xp = array_namespace(param)
     grad = grad.coalesce()
@@ -137,7 +156,7 @@ def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], 
 
     state_sum = state["sum"]
     sum_flat = xp.reshape(state_sum, flat_shape)
-    new_sum = gather_rows(sum_flat, rows) + values * values
+    new_sum = gather_rows(sum_flat, rows) + (_complex_square(xp, values) if is_complex(xp, values) else values * values)
     sum_flat = scatter_rows(sum_flat, rows, new_sum)
     state["sum"] = assign(state_sum, xp.reshape(sum_flat, shape))
 
