@@ -33,9 +33,12 @@ def test_configs_cover_the_options():
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
 def test_configuration(cfg):
+    """Every threshold met, or missed only as far as torch's own twin (another summation
+    order inside Newton–Schulz) misses on this machine: bit-identical with torch's AVX2
+    kernels, some bfloat16 roundings flip with ATEN_CPU_CAPABILITY=default."""
     result = run_config(cfg)
     assert result.unit == "rel" and result.limit == thresholds.ONE_STEP_REL["Muon"][cfg.dtype]
-    assert result.passed, result.reason
+    assert result.status in ("pass", "sensitive"), f"{result.reason}; {result.twin_text}"
     assert result.state_ulp_max == 0, result.state_where  # lerp is elementwise: exact
 
 
@@ -222,3 +225,21 @@ def test_step_messages_equal_torch(case):
     t = _message(setup("torch").step)
     r = _message(setup("ours").step)
     assert t is not None and t == r
+
+
+def test_torch_ns_order_changes_only_bfloat16_reductions_and_restores_them():
+    """torch's twin (conformance_muon.torch_ns_order): another order for the bfloat16
+    Newton–Schulz products, torch's own kernels for everything else, restored after."""
+    from refoptim.testing.conformance_muon import torch_ns_order
+
+    a = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    x = a.bfloat16()
+    saved = {k: torch.Tensor.__dict__.get(k) for k in ("__matmul__", "norm")}
+    addmm = torch.addmm
+    with torch_ns_order("accurate"):
+        assert torch.equal(x @ x.T, (x.double() @ x.double().T).bfloat16())
+        assert torch.equal(a @ a.T, torch.matmul(a, a.T))  # float32: torch's own
+        assert torch.equal(x.norm(), x.double().norm().bfloat16())
+    with torch_ns_order("reversed"):
+        assert torch.equal(x @ x.T, torch.matmul(x.flip(1), x.T.flip(0)))
+    assert {k: torch.Tensor.__dict__.get(k) for k in saved} == saved and torch.addmm is addmm

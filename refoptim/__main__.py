@@ -1,4 +1,4 @@
-"""Command line: ``python -m refoptim conformance``, ``plot`` and ``bench``.
+"""Command line: ``python -m refoptim conformance``, ``plot``, ``bench`` and ``fingerprint``.
 
 ``conformance`` runs the whole configuration matrix against the installed torch, prints
 one row per configuration as it completes (optimizer, configuration, dtype, steps, worst
@@ -14,6 +14,14 @@ cycled momentum) over the steps, one line per parameter group; it needs matplotl
 (``pip install "refoptim[plot]"``) and exits 2 without it.
 
 ``bench`` times refoptim's step against torch's (see :mod:`refoptim.bench`).
+
+``fingerprint`` runs every configuration (optimizers, schedulers, swa_utils) on
+machine-independent inputs, hashes every output after every step, prints one SHA-256 per
+optimizer and section and the total, and compares them with the digests committed in
+``refoptim/testing/fingerprint.json``: exit 0 when all match, 1 when one differs (named)
+or none is committed for ``--steps``, 2 for an unavailable ``--backend``. ``--json FILE``
+(``-`` for stdout) writes every digest, per configuration too, and the run's environment;
+``--write`` regenerates the committed file. It needs no torch (see :mod:`refoptim.fingerprint`).
 """
 
 from __future__ import annotations
@@ -113,17 +121,14 @@ def _conformance(args: argparse.Namespace) -> int:
     results = []
     worst: dict[str, Any] = {}
     start = time.perf_counter()
-    for index, cfg in enumerate(todo, 1):
+    # The configurations of thresholds.SENSITIVITY run last, in their own section.
+    gating = [c for c in todo if c.id not in thresholds.SENSITIVITY]
+    section = [c for c in todo if c.id in thresholds.SENSITIVITY]
+    for index, cfg in enumerate(gating, 1):
         r = run_config(cfg, args.backend, args.torch_device, args.torch_foreach)
         results.append(r)
         label = cfg.label if len(cfg.label) <= width else cfg.label[: width - 1] + "…"
-        status = {
-            "pass": "pass",
-            "fail": "FAIL: " + r.reason,
-            "known": f"KNOWN: {r.reason} — {r.known}",
-            "unexpected-pass": "FAIL: passes but is listed in KNOWN_DEVIATIONS; remove it",
-            "skipped": "SKIPPED: " + r.skipped,
-        }[r.status]
+        status = _status_text(r)
         if not default_sides and extension_for(cfg) is not None:
             status += " [numpy/cpu]"
         figures = (
@@ -139,11 +144,9 @@ def _conformance(args: argparse.Namespace) -> int:
             flush=True,
         )
         figure = max(r.param_ulp, r.state_ulp)
-        if r.unit == "ULP" and r.status not in ("known", "skipped") and (not worst or figure > worst["figure"]):
+        if r.unit == "ULP" and r.status in _WITHIN and (not worst or figure > worst["figure"]):
             worst = {"figure": figure, "result": r}
-    failed = [r for r in results if r.status in ("fail", "unexpected-pass")]
-    known = [r for r in results if r.status == "known"]
-    skipped = [r for r in results if r.status == "skipped"]
+    failed: list[Any] = [r for r in results if r.fails_run]
     scheduler_rows = 0
     if not args.optimizer and not args.no_schedulers:
         scheduler_rows, scheduler_failures = _schedulers(out)
@@ -151,12 +154,19 @@ def _conformance(args: argparse.Namespace) -> int:
         swa_rows, swa_failures = _swa_utils(out)
         scheduler_rows += swa_rows
         failed += swa_failures
+    if section:
+        sides = (args.backend, args.torch_device, args.torch_foreach)
+        results += _sensitivity_section(section, sides, len(gating), len(todo), width, out)
     elapsed = time.perf_counter() - start
     print("-" * len(header), file=out)
-    print("worst per optimizer and dtype (param / state one-step error / trajectory; known deviations excluded):", file=out)
+    print(
+        "worst per optimizer and dtype (param / state one-step error / trajectory; known deviations, "
+        "SENSITIVE rows and the sensitivity section excluded):",
+        file=out,
+    )
     summary: dict[tuple[str, str, str], list[float]] = {}
     for r in results:
-        if r.status in ("known", "skipped"):
+        if r.status not in _WITHIN:
             continue
         key = (r.config.optimizer + (" (sparse)" if r.config.objective == "sparse" else ""), r.config.dtype, r.unit)
         row = summary.setdefault(key, [0.0, 0.0, 0.0])
@@ -172,17 +182,27 @@ def _conformance(args: argparse.Namespace) -> int:
             f"{w.config.dtype}{where})",
             file=out,
         )
-        traj = max((r for r in results if r.status not in ("known", "skipped")), key=lambda r: r.trajectory, default=None)
+        traj = max((r for r in results if r.status in _WITHIN), key=lambda r: r.trajectory, default=None)
         if traj is not None:
             print(
                 f"worst trajectory error: {traj.trajectory:.3g} ({traj.config.optimizer}, {traj.config.label}, "
                 f"{traj.config.dtype})",
                 file=out,
             )
-    passed = len(results) + scheduler_rows - len(failed) - len(known) - len(skipped)
-    known_text = f", {len(known)} known deviation{'s' if len(known) != 1 else ''}" if known else ""
-    skipped_text = f", {len(skipped)} skipped" if skipped else ""
-    print(f"total: {passed} passed, {len(failed)} failed{known_text}{skipped_text} ({elapsed:.1f} s)", file=out)
+    count = {s: sum(r.status == s for r in results) for s in _STATUS_WORDS}
+    passed = count["pass"] + scheduler_rows - (len(failed) - count["fail"])
+    parts = [f"{passed} passed", f"{len(failed)} failed"]
+    n_known = count["known"] + count["known-not-seen"]
+    if n_known:
+        not_seen = f" ({count['known-not-seen']} not seen here)" if count["known-not-seen"] else ""
+        parts.append(f"{n_known} known deviation{'s' if n_known != 1 else ''}{not_seen}")
+    if count["sensitive"]:
+        parts.append(f"{count['sensitive']} sensitive here")
+    if count["sensitivity"]:
+        parts.append(f"{count['sensitivity']} in the sensitivity section (not gating)")
+    if count["skipped"]:
+        parts.append(f"{count['skipped']} skipped")
+    print(f"total: {', '.join(parts)} ({elapsed:.1f} s)", file=out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
@@ -195,13 +215,89 @@ def _conformance(args: argparse.Namespace) -> int:
                         "one_step_ulp": thresholds.ONE_STEP_ULP,
                         "one_step_rel": thresholds.ONE_STEP_REL,
                         "trajectory_rel": thresholds.TRAJECTORY_REL,
+                        "spread_factor": thresholds.SPREAD_FACTOR,
                     },
+                    "counts": {**count, "failed": len(failed), "passed": passed},
                     "results": [r.as_dict() for r in results],
                 },
                 fh,
                 indent=1,
             )
     return 1 if failed else 0
+
+
+_STATUS_WORDS = ("pass", "fail", "sensitive", "known", "known-not-seen", "sensitivity", "skipped")
+"""The values of ``runner.Result.status``."""
+
+_WITHIN = ("pass", "known-not-seen")
+"""Statuses whose figures meet every threshold (the worst-figure summary reads these)."""
+
+
+def _status_text(r: Any) -> str:
+    """The result column of a row of the main table."""
+    status = r.status
+    if status == "pass":
+        return "pass"
+    if status == "fail":
+        twin = f"; {r.twin_text}" if r.twin is not None else ""
+        return f"FAIL: {r.reason}{twin}"
+    if status == "sensitive":
+        return f"SENSITIVE here: {r.reason}; {r.twin_text}"
+    if status == "known":
+        return f"KNOWN: {r.reason} — {r.known}"
+    if status == "known-not-seen":
+        return f"KNOWN, not seen here (meets every threshold on this machine) — {r.known}"
+    return "SKIPPED: " + r.skipped
+
+
+def _sensitivity_section(section: list[Any], sides: tuple[Any, ...], done: int, total: int, width: int, out: Any) -> list[Any]:
+    """Run and print the configurations of ``thresholds.SENSITIVITY``: refoptim against
+    torch beside torch's twin against torch. Reported, never failing the run."""
+    from .testing.matrix import extension_for
+    from .testing.runner import run_config
+
+    print(
+        "sensitivity section (not gating): configurations whose outcome moves with torch's CPU summation "
+        "order; refoptim against torch beside torch's twin (torch with another summation order) against torch",
+        file=out,
+    )
+    header = (
+        f"{'optimizer':<9} {'configuration':<{width}} {'dtype':<9} {'steps':>5}  "
+        f"{'refoptim: param':>15} {'state':>9} {'trajectory':>10} {'counters':>8}  "
+        f"{'twin: param':>11} {'state':>9} {'trajectory':>10} {'counters':>8}  verdict here"
+    )
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    results = []
+    for index, cfg in enumerate(section, done + 1):
+        r = run_config(cfg, *sides)
+        results.append(r)
+        label = cfg.label if len(cfg.label) <= width else cfg.label[: width - 1] + "…"
+        ours = (
+            f"{_figure(r.param_ulp, r.unit):>15} {_figure(r.state_ulp, r.unit):>9} {r.trajectory:>10.2e} "
+            f"{'differ' if r.counter_errors else 'equal':>8}"
+        )
+        t = r.twin
+        twin = (
+            f"{'-':>11} {'-':>9} {'-':>10} {'-':>8}"
+            if t is None
+            else f"{_figure(t.param_rel, r.unit):>11} {_figure(t.state_rel, r.unit):>9} {t.trajectory:>10.2e} "
+            f"{'differ' if t.counter_errors else 'equal':>8}"
+        )
+        verdict = {
+            "pass": "pass",
+            "sensitive": "SENSITIVE: " + r.reason,
+            "fail": "refoptim misses where the twin does not (not gating): " + r.reason,
+        }[r.verdict]
+        if tuple(sides) != ("numpy", "cpu", False) and extension_for(cfg) is not None:
+            verdict += " [numpy/cpu]"
+        print(
+            f"{cfg.optimizer:<9} {label:<{width}} {cfg.dtype:<9} {cfg.steps:>5}  {ours}  {twin}  {verdict}"
+            f"   [{index}/{total}]",
+            file=out,
+            flush=True,
+        )
+    return results
 
 
 def _schedulers(out: Any) -> tuple[int, list[str]]:
@@ -325,6 +421,114 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _environment() -> dict[str, Any]:
+    """What the fingerprint's bits must not depend on, as this run had it."""
+    import os
+    import platform
+
+    import numpy as np
+
+    from ._fastpath import get_num_threads
+
+    try:
+        from numpy._core import _multiarray_umath as umath
+
+        dispatch = list(umath.__cpu_dispatch__)
+        active = [name for name in dispatch if umath.__cpu_features__.get(name)]
+        baseline = list(umath.__cpu_baseline__)
+    except (ImportError, AttributeError):  # another NumPy layout: not reported
+        dispatch, active, baseline = [], [], []
+    return {
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": get_num_threads(),
+        "REFOPTIM_NUM_THREADS": os.environ.get("REFOPTIM_NUM_THREADS"),
+        "NPY_DISABLE_CPU_FEATURES": os.environ.get("NPY_DISABLE_CPU_FEATURES"),
+        "numpy_cpu_baseline": baseline,
+        "numpy_cpu_dispatch": dispatch,
+        "numpy_cpu_dispatch_active": active,
+    }
+
+
+def _fingerprint(args: argparse.Namespace) -> int:
+    """``python -m refoptim fingerprint``: run, print one line per section, compare with
+    the committed digests (or write them with ``--write``)."""
+    from . import fingerprint as fpm
+    from .testing import backends
+
+    try:
+        backends.require_backend(args.backend)
+    except backends.BackendUnavailable as exc:
+        print(f"error: --backend {args.backend}: {exc}", file=sys.stderr)
+        return 2
+    if args.steps < 1:
+        print(f"error: --steps must be at least 1, not {args.steps}", file=sys.stderr)
+        return 2
+    out = sys.stderr if args.json == "-" else sys.stdout
+    env = _environment()
+    expected = fpm.load_expected()
+    if args.write and args.steps_given is None:
+        # regenerate every step count the committed file holds (and the default)
+        counts = sorted({fpm.DEFAULT_STEPS, fpm.QUICK_STEPS, *(int(k) for k in (expected or {}).get("digests", {}))},
+                        reverse=True)
+    else:
+        counts = [args.steps]
+    print(
+        f"refoptim fingerprint: backend {args.backend}, numpy {env['numpy']}, {env['threads']} thread"
+        f"{'s' if env['threads'] != 1 else ''}, NPY_DISABLE_CPU_FEATURES={env['NPY_DISABLE_CPU_FEATURES'] or '(unset)'}, "
+        f"numpy dispatch active: {' '.join(env['numpy_cpu_dispatch_active']) or '(none)'}",
+        file=out,
+    )
+    status = 0
+    results = []
+    for steps in counts:
+        fp = fpm.compute(steps=steps, backend=args.backend)
+        results.append(fp)
+        before = fpm.compare(fp, expected)
+        print(f"{steps} steps per configuration (ASGD {fpm.ASGD_FACTOR * steps}; LBFGS at most {steps}):", file=out)
+        print(f"  {'section':<18} {'cases':>5}  {'sha256':<64}  committed", file=out)
+        for name, digest in [*fp.sections.items(), ("total", fp.total)]:
+            count = fp.counts.get(name, sum(fp.counts.values()))
+            verdict = {True: "match", False: "DIFFERS", None: "-"}[before[name]]
+            print(f"  {name:<18} {count:>5}  {digest}  {verdict}", file=out)
+        differ = [name for name, ok in before.items() if ok is False]
+        if args.write:
+            fpm.write_expected(fp)
+            expected = fpm.load_expected()
+            changed = f"; changed: {', '.join(differ)}" if differ else ("; unchanged" if before["total"] else "")
+            print(f"wrote the digests for {steps} steps to {fpm.EXPECTED_PATH}{changed} ({fp.seconds:.1f} s)", file=out)
+        elif differ:
+            status = 1
+            print(
+                f"DIFFERS from the committed digests ({fpm.EXPECTED_PATH.name}, made with numpy "
+                f"{(expected or {}).get('numpy', '?')}): {', '.join(differ)} ({fp.seconds:.1f} s)",
+                file=out,
+            )
+        elif before["total"] is None:
+            status = 1
+            held = ", ".join(sorted((expected or {}).get("digests", {}), key=int, reverse=True)) or "none"
+            print(
+                f"no committed digests for {steps} steps (the committed file holds: {held}); nothing compared "
+                f"({fp.seconds:.1f} s)",
+                file=out,
+            )
+        else:
+            print(f"every digest matches the committed one ({fp.seconds:.1f} s)", file=out)
+    if args.json:
+        data = {
+            "environment": env,
+            "runs": [{**fp.as_dict(), "committed": fpm.compare(fp, expected)} for fp in results],
+        }
+        if args.json == "-":
+            json.dump(data, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            with open(args.json, "w") as fh:
+                json.dump(data, fh, indent=1)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m refoptim``."""
     parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
@@ -352,6 +556,30 @@ def main(argv: list[str] | None = None) -> int:
         "--torch-foreach",
         action="store_true",
         help="run torch's multi-tensor path (foreach=True) instead of foreach=False and report the agreement",
+    )
+    from .fingerprint import DEFAULT_STEPS, EXPECTED_PATH
+
+    fingerprint = sub.add_parser(
+        "fingerprint",
+        help="one SHA-256 over every output of every configuration, checked against the committed digests",
+        description="Run every optimizer configuration of the matrix, every scheduler configuration and the "
+        "swa_utils cases on machine-independent inputs, hash every parameter and state entry after every step "
+        "(NaNs canonical, signed zeros kept), print one digest per section and the total, and compare them "
+        f"with the committed ones ({EXPECTED_PATH.name}): exit 0 when all match, 1 otherwise. Needs no torch.",
+    )
+    fingerprint.add_argument(
+        "--steps", type=int, default=None, dest="steps_given", metavar="N",
+        help=f"steps per configuration (default {DEFAULT_STEPS}; the committed file also holds 2)",
+    )
+    fingerprint.add_argument("--json", metavar="FILE", help="also write every digest (per configuration too) as JSON to FILE ('-': stdout)")
+    fingerprint.add_argument(
+        "--backend", choices=["numpy", "array-api-strict", "cupy"], default="numpy",
+        help="array library to run refoptim on (default numpy)",
+    )
+    fingerprint.add_argument(
+        "--write", action="store_true",
+        help="regenerate the committed digests (for every step count the file holds, or only --steps); "
+        "the commit must say why a digest moved",
     )
     from .bench import DEFAULT_OPTIMIZERS, WORKLOADS
 
@@ -396,6 +624,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "conformance":
         return _conformance(args)
+    if args.command == "fingerprint":
+        from .fingerprint import DEFAULT_STEPS
+
+        args.steps = DEFAULT_STEPS if args.steps_given is None else args.steps_given
+        return _fingerprint(args)
     if args.command == "plot":
         return _plot(args)
     if args.command == "bench":

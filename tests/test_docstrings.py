@@ -5,16 +5,18 @@ import inspect
 import pytest
 
 import refoptim
+import refoptim.fingerprint
 import refoptim.functional
 import refoptim.lr_scheduler
 import refoptim.plot
 import refoptim.swa_utils
 import refoptim.testing.backends
+import refoptim.testing.inputs
 import refoptim.testing.matrix
 import refoptim.testing.metrics
 import refoptim.testing.thresholds
 
-MODULES = [refoptim, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.swa_utils, refoptim.testing.backends, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
+MODULES = [refoptim, refoptim.fingerprint, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.swa_utils, refoptim.testing.backends, refoptim.testing.inputs, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
 
 
 def _public(module):

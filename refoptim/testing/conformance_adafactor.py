@@ -14,15 +14,16 @@ two dimensions) and a single-column matrix. No size-0 parameter: torch cannot st
 
 from __future__ import annotations
 
-import itertools
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
 from . import thresholds
-from .matrix import Config, _lr_array
+from .inputs import ADAFACTOR as NAME
+from .inputs import ADAFACTOR_SHAPES as SHAPES
+from .inputs import adafactor_configs as configs
+from .matrix import Config
 from .metrics import relative_error, step_relative_error
 from .runner import Result, _Gradients, _group_key_errors, _layout_errors
 from .torch_adapter import (
@@ -40,77 +41,8 @@ from .torch_adapter import (
 
 __all__ = ["SHAPES", "build_refoptim", "build_twin", "configs", "initial_values", "run_config"]
 
-NAME = "Adafactor"
-
-SHAPES: tuple[Any, ...] = ((), (5,), (3, 4), "view", (2, 3, 4), (7, 1))
-"""The parameters of every Adafactor configuration; ``"view"`` is a (3, 4) non-contiguous
-view (every other row, four inner columns) of a (6, 9) array. Index 2, the (3, 4) one,
-gets no gradient on its first three steps and every seventh (``runner._has_grad``)."""
-
-_REAL = ("float32", "float64")
-
-
-_ALONE: list[dict[str, Any]] = [
-    {},
-    {"lr": 1e-3},
-    {"lr": 0.5},  # rho_t = 1/sqrt(t) from step 5 on
-    {"lr": _lr_array(1e-2)},
-    {"lr": _lr_array(0.5), "weight_decay": 0.1},
-    {"beta2_decay": -0.5},
-    {"beta2_decay": 0.0},  # 1 - beta2_t = 1: the factors are the last gradient's means
-    {"beta2_decay": -1.0},
-    {"eps": (1e-3, 1e-3)},
-    {"eps": (1e-30, 1e-1)},
-    {"eps": (None, 0.5)},  # the eps2 floor of the RMS acts
-    {"eps": (0.1, 1e-3)},  # eps1 clamps both the row mean and the variance estimate
-    {"d": 2.0},
-    {"d": 1e6},  # no clipping
-    {"weight_decay": 0.1},
-    {"maximize": True},
-]
-
-
-def _crossed() -> list[dict[str, Any]]:
-    return [
-        {"lr": 5e-2, "weight_decay": wd, "maximize": mx, "d": d, "eps": (eps1, 1e-3)}
-        for wd, mx, d, eps1 in itertools.product((0.0, 0.1), (False, True), (1.0, 1.5), (None, 1e-2))
-    ]
-
-
-_GROUPS = (
-    {"lr": 1e-2},
-    {"lr": 5e-2, "weight_decay": 0.1, "eps": (1e-3, 1e-3)},
-    {"lr": 1e-3, "maximize": True, "d": 2.0, "beta2_decay": -0.5},
-)
-
-_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
-    ("quadratic", {}),
-    ("quadratic", {"lr": 5e-2, "weight_decay": 0.01}),
-    ("rosenbrock", {"lr": 1e-3}),
-]
-
-
-def configs(optimizers: list[str] | None, dtypes: tuple[str, ...] = _REAL, steps: int = 50) -> list[Config]:
-    """Adafactor's configurations in the requested real dtypes ([] unless asked for)."""
-    if optimizers is not None and NAME not in optimizers:
-        return []
-    entries: list[tuple[dict[str, Any], tuple[dict[str, Any], ...], str]] = []
-    entries += [(o, (), "fixed") for o in _ALONE]
-    entries += [(o, (), "fixed") for o in _crossed()]
-    entries.append(({}, _GROUPS, "fixed"))
-    entries.append(({}, _GROUPS, "quadratic"))
-    entries += [(o, (), objective) for objective, o in _FEEDBACK]
-    out: list[Config] = []
-    seen: set[str] = set()
-    for dtype in dtypes:
-        if dtype not in _REAL:
-            continue  # torch's Adafactor rejects complex parameters
-        for options, groups, objective in entries:
-            cfg = Config(NAME, dict(options), dtype, groups, objective, steps)
-            if cfg.id not in seen:
-                seen.add(cfg.id)
-                out.append(cfg)
-    return out
+# The configurations (shapes, option lists, ``configs``) live in the torch-free module
+# refoptim.testing.inputs, imported above under their old names.
 
 
 # ----------------------------------------------------------------------------- builders

@@ -22,29 +22,41 @@ its parameters as NumPy arrays, calls it, and sets ``.grad`` from its result. Pe
   NumPy), both take one ``step(closure)``, and the parameters and every state entry
   (``d``, ``t``, ``H_diag``, ``prev_flat_grad``, ``prev_loss`` and every entry of
   ``old_dirs``, ``old_stps``, ``ro``, ``al``) are compared with
-  :func:`~refoptim.testing.metrics.step_relative_error`; ``func_evals``, ``n_iter``, the
-  list lengths, which scalars are arrays and which are Python numbers, and the returned
-  loss must be equal (``structure_errors`` otherwise);
+  :func:`~refoptim.testing.metrics.step_relative_error`; which scalars are arrays and
+  which are Python numbers, and the returned loss must be equal (``structure_errors``
+  otherwise), and so must ``func_evals``, ``n_iter`` and the list lengths
+  (``counter_errors`` otherwise);
 - **free-running**: refoptim alone on its own trajectory; after all steps the relative
   error of the parameters, and ``func_evals``/``n_iter`` equal to torch's.
+
+L-BFGS amplifies the summation order of its dot products, and torch's (MKL's) order
+depends on the CPU. So where refoptim misses a threshold, and always for the ill-conditioned
+configurations of ``thresholds.SENSITIVITY``, **torch's twin** runs too
+(:func:`measure_twin`): torch again, with only its dot products (and the first step's
+``abs().sum()``) summed in other orders (:func:`torch_reduction_order`), measured the same
+way. A miss the twin shows as well is torch's own spread on this machine
+(``Result.verdict``).
 
 Importing this module imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import thresholds
-from .matrix import SHAPES, Config, _lr_array
+from .inputs import LBFGS_OBJECTIVES as OBJECTIVES
+from .inputs import lbfgs_configs as configs
+from .matrix import SHAPES, Config
 from .metrics import relative_error, step_relative_error
-from .runner import Result
+from .runner import Result, Spread
 from .torch_adapter import (
     NUMPY_DTYPES,
     TORCH_DTYPES,
@@ -53,124 +65,10 @@ from .torch_adapter import (
     to_torch,
 )
 
-__all__ = ["OBJECTIVES", "configs", "objective", "run_config"]
+__all__ = ["OBJECTIVES", "TWIN_ORDERS", "configs", "measure_twin", "objective", "run_config", "torch_reduction_order"]
 
-OBJECTIVES = ("quadratic", "rosenbrock", "logistic")
-"""The objectives of the LBFGS configurations (all with feedback: the gradient depends on
-the parameters)."""
-
-
-_SW = {"line_search_fn": "strong_wolfe"}
-
-# (objective, options, steps) per dtype: every option alone and with the line search, the
-# tolerances chosen so that they end inner loops early in these runs, ``history_size``
-# small enough that the history rolls over.
-#
-# How long a run can be is set by L-BFGS's sensitivity to rounding, not by refoptim: torch
-# against itself, with only the summation order of its dot products changed, drifts apart
-# just as far (measured: float64 Rosenbrock with strong Wolfe, free-running, 1.8e-12 after
-# two steps of 20 iterations and 1.8e-10 after four; float32, with torch's default
-# tolerances far below float32's resolution, one step of 20 iterations differs by up to
-# 1e-4 in the parameters and 1e-3 to 1 in the state, with different iteration counts).
-# So float64 runs use torch's defaults, Rosenbrock for one long step or several short
-# ones; float32 runs keep to a few iterations per step and tolerances float32 can resolve.
-_ENTRIES: dict[str, list[tuple[str, dict[str, Any], int]]] = {
-    "float64": [
-        # defaults; the line search
-        ("quadratic", {}, 4),
-        ("quadratic", dict(_SW), 4),
-        ("rosenbrock", dict(_SW), 1),
-        ("logistic", {}, 3),
-        ("logistic", dict(_SW), 3),
-        # lr (a float and a 0-d float32 array)
-        ("quadratic", {"lr": 0.5}, 4),
-        ("rosenbrock", {"lr": 0.1, "max_iter": 10}, 3),
-        ("logistic", {"lr": _lr_array(0.5)}, 3),
-        ("quadratic", {"lr": _lr_array(0.8), **_SW}, 3),
-        # max_iter, max_eval (the max_eval test ends the loop; with a line search it also
-        # limits the search's evaluations)
-        ("quadratic", {"max_iter": 5}, 6),
-        ("rosenbrock", {"max_iter": 7, "max_eval": 9, **_SW}, 2),
-        ("logistic", {"max_iter": 10, "max_eval": 6}, 4),
-        ("quadratic", {"max_iter": 1, **_SW}, 8),
-        ("rosenbrock", {"max_eval": 3, **_SW}, 6),
-        # tolerance_grad, tolerance_change ending inner loops early
-        ("quadratic", {"tolerance_grad": 1e-2}, 4),
-        ("logistic", {"tolerance_grad": 1e-3, **_SW}, 3),
-        ("quadratic", {"tolerance_change": 1e-2}, 4),
-        ("rosenbrock", {"tolerance_change": 0.05, **_SW}, 2),
-        ("logistic", {"tolerance_change": 1e-4}, 3),
-        # history_size small: the history rolls over
-        ("quadratic", {"history_size": 2}, 4),
-        ("rosenbrock", {"history_size": 3, **_SW}, 1),
-        ("logistic", {"history_size": 2, "max_iter": 8}, 4),
-        # several options at once
-        ("rosenbrock", {"lr": 0.5, "max_iter": 8, "history_size": 4, "tolerance_change": 1e-6, **_SW}, 2),
-        # a long free-running Rosenbrock run: a known deviation (thresholds.KNOWN_DEVIATIONS)
-        ("rosenbrock", {"max_iter": 20, **_SW}, 4),
-    ],
-    "float32": [
-        ("quadratic", {"max_iter": 5}, 2),
-        ("quadratic", {"max_iter": 5, **_SW}, 2),
-        ("rosenbrock", {"max_iter": 5, **_SW}, 2),
-        ("logistic", {"max_iter": 5}, 2),
-        ("logistic", {"max_iter": 5, **_SW}, 2),
-        ("quadratic", {"lr": 0.5, "max_iter": 5}, 2),
-        ("rosenbrock", {"lr": 0.1, "max_iter": 5}, 2),
-        ("logistic", {"lr": _lr_array(0.5), "max_iter": 5}, 2),
-        ("quadratic", {"lr": _lr_array(0.8), "max_iter": 4, **_SW}, 2),
-        ("rosenbrock", {"max_iter": 4, "max_eval": 5, **_SW}, 3),
-        ("logistic", {"max_iter": 10, "max_eval": 6}, 2),
-        ("quadratic", {"max_iter": 1, **_SW}, 8),
-        ("rosenbrock", {"max_eval": 3, **_SW}, 6),
-        ("quadratic", {"tolerance_grad": 0.3, "max_iter": 8}, 2),
-        ("logistic", {"tolerance_grad": 3e-2, "max_iter": 8, **_SW}, 2),
-        ("quadratic", {"tolerance_change": 0.1, "max_iter": 8}, 2),
-        ("rosenbrock", {"tolerance_change": 0.5, "max_iter": 8, **_SW}, 2),
-        ("quadratic", {"history_size": 2, "max_iter": 6}, 2),
-        ("rosenbrock", {"history_size": 2, "max_iter": 6, **_SW}, 2),
-        ("logistic", {"history_size": 2, "max_iter": 4}, 2),
-        # torch's defaults in float32: known deviations (thresholds.KNOWN_DEVIATIONS),
-        # kept so that their figures stay visible
-        ("quadratic", {}, 2),
-        ("logistic", dict(_SW), 2),
-    ],
-}
-# complex64: 2 * 29 real unknowns, which reach float32's resolution sooner; real-valued
-# objectives of complex parameters only (no Rosenbrock).
-_ENTRIES["complex64"] = [
-    ("quadratic", {"max_iter": 4}, 2),
-    ("quadratic", {"max_iter": 4, **_SW}, 2),
-    ("logistic", {"max_iter": 4}, 1),
-    ("logistic", {"max_iter": 4, **_SW}, 2),
-    ("quadratic", {"lr": 0.5, "max_iter": 3}, 2),
-    ("logistic", {"lr": _lr_array(0.5), "max_iter": 4}, 2),
-    ("quadratic", {"max_iter": 6, "max_eval": 4}, 2),
-    ("quadratic", {"max_iter": 1, **_SW}, 8),
-    ("quadratic", {"tolerance_grad": 0.3, "max_iter": 8}, 2),
-    ("quadratic", {"tolerance_change": 0.1, "max_iter": 8}, 2),
-    ("quadratic", {"history_size": 2, "max_iter": 4}, 2),
-    ("logistic", {"history_size": 2, "max_iter": 4}, 1),
-]
-
-
-def configs(optimizers: list[str] | None, dtypes: tuple[str, ...], steps: int) -> list[Config]:
-    """The LBFGS configurations, if ``"LBFGS"`` is among ``optimizers``.
-
-    Each entry runs in the requested dtypes that ``thresholds.ONE_STEP_REL["LBFGS"]``
-    names (complex ones on the quadratic and logistic objectives only), for its own
-    number of ``step(closure)`` calls, at most ``steps``.
-    """
-    if optimizers is not None and "LBFGS" not in optimizers:
-        return []
-    limits = thresholds.ONE_STEP_REL["LBFGS"]
-    out = []
-    for dtype in dtypes:
-        if dtype not in limits or dtype not in _ENTRIES:
-            continue
-        for objective_name, options, n in _ENTRIES[dtype]:
-            out.append(Config("LBFGS", dict(options), dtype, (), objective_name, max(1, min(n, steps))))
-    return out
+# The configurations (shapes, option lists, ``configs``) live in the torch-free module
+# refoptim.testing.inputs, imported above under their old names.
 
 
 # ----------------------------------------------------------------------- objectives
@@ -433,46 +331,177 @@ def _load_forced(forced: _Side, values: list[np.ndarray], state: dict[str, Any])
         opt.state.pop(first, None)
 
 
+def _is_counter_error(error: str) -> bool:
+    """True for a difference that follows from an iteration count (``n_iter``,
+    ``func_evals``, the history lengths and which ``al`` entries are set), not from the
+    state layout."""
+    body = error.split(": ", 1)[-1]
+    if body.startswith(_COUNTERS):
+        return True
+    return body.startswith(_LISTS) and (" entries, torch's " in body or "None" in body)
+
+
 def run_config(cfg: Config) -> Result:
-    """Run one LBFGS configuration against torch (see the module docstring)."""
+    """Run one LBFGS configuration against torch (see the module docstring).
+
+    When refoptim misses a threshold, or the configuration is one of
+    ``thresholds.SENSITIVITY``, torch's twin (:func:`measure_twin`) runs too, and the
+    result judges the miss against it (:attr:`Result.verdict`)."""
     start = time.perf_counter()
     result = Result(cfg)
     values = initial_values(cfg)
     f = objective(cfg)
-    twin = build_torch(cfg, values, f)
+    theirs = build_torch(cfg, values, f)
     forced = build_refoptim(cfg, values, f)
     free = build_refoptim(cfg, values, f)
 
     for step in range(cfg.steps):
-        t_before = twin.values()
-        t_state_before = twin.state()
+        t_before = theirs.values()
+        t_state_before = theirs.state()
         _load_forced(forced, t_before, t_state_before)
 
-        t_loss = twin.optimizer.step(twin.closure)
+        t_loss = theirs.optimizer.step(theirs.closure)
         r_loss = forced.optimizer.step(forced.closure)
         if float(t_loss) != float(r_loss):
             result.structure_errors.append(f"step {step + 1}: returned loss {float(r_loss)!r} != torch's {float(t_loss)!r}")
 
-        for i, (o, t, b) in enumerate(zip(forced.values(), twin.values(), t_before)):
+        for i, (o, t, b) in enumerate(zip(forced.values(), theirs.values(), t_before)):
             err = step_relative_error(o, t, b)
             if err > result.param_ulp:
                 result.param_ulp, result.param_where = err, f"step {step + 1}, param {SHAPES[i]}"
-        err, where, errors = compare_state(forced.state(), twin.state(), t_state_before)
-        result.structure_errors += [f"step {step + 1}: {e}" for e in errors]
+        err, where, errors = compare_state(forced.state(), theirs.state(), t_state_before)
+        for e in errors:
+            (result.counter_errors if _is_counter_error(e) else result.structure_errors).append(f"step {step + 1}: {e}")
         if err > result.state_ulp:
             result.state_ulp, result.state_where = err, f"step {step + 1}, {where}"
 
         free.optimizer.step(free.closure)
 
-    result.trajectory = max(relative_error(o, t) for o, t in zip(free.values(), twin.values()))
-    t_state, r_state = twin.state(), free.state()
-    for key in _COUNTERS:
-        if r_state.get(key) != t_state.get(key):
-            result.structure_errors.append(f"free-running: {key} {r_state.get(key)} != torch's {t_state.get(key)}")
-    t_groups = twin.optimizer.state_dict()["param_groups"]
+    result.trajectory = max(relative_error(o, t) for o, t in zip(free.values(), theirs.values()))
+    result.counter_errors += _free_counter_errors(free, theirs)
+    t_groups = theirs.optimizer.state_dict()["param_groups"]
     r_groups = free.optimizer.state_dict()["param_groups"]
     for gi, (tg, rg) in enumerate(zip(t_groups, r_groups)):
         if list(tg) != list(rg):
             result.structure_errors.append(f"param_groups[{gi}] keys {list(rg)} != torch's {list(tg)}")
+    if not result.passed or not result.gating:
+        result.twin = measure_twin(cfg)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _free_counter_errors(free: _Side, theirs: _Side) -> list[str]:
+    """The free-running ``func_evals`` and ``n_iter`` that differ from torch's."""
+    t_state, o_state = theirs.state(), free.state()
+    return [
+        f"free-running: {key} {o_state.get(key)} != torch's {t_state.get(key)}"
+        for key in _COUNTERS
+        if o_state.get(key) != t_state.get(key)
+    ]
+
+
+# ----------------------------------------------------------------------- torch's twin
+TWIN_ORDERS = ("reversed", "accurate")
+"""The summation orders torch's twin runs (:func:`torch_reduction_order`); its figures are
+the worst over them."""
+
+
+@contextlib.contextmanager
+def torch_reduction_order(order: str) -> Iterator[None]:
+    """Run torch's LBFGS with its reductions summed in another, equally valid order.
+
+    torch's ``LBFGS.step`` reduces with ``Tensor.dot`` (``y.dot(s)``, ``y.dot(y)``,
+    ``old_stps[i].dot(q)``, ``g.dot(d)``, ...: MKL's dot, whose blocking MKL picks per
+    CPU) and once with ``flat_grad.abs().sum()`` (the first step length). Inside this
+    context both are replaced on ``torch.Tensor``:
+
+    - ``"reversed"``: the same kernels on the vectors reversed (the partial sums pair
+      other elements);
+    - ``"accurate"``: the products summed in float64 and rounded to the dtype (float32),
+      or summed exactly with ``math.fsum`` and rounded (float64) -- what a dot product
+      with a wider accumulator gives.
+
+    Every other call is torch's own. Not thread-safe (it patches the class).
+    """
+    if order not in TWIN_ORDERS:
+        raise ValueError(f"unknown order {order!r}; expected one of {TWIN_ORDERS}")
+    cls = torch.Tensor
+    saved = {name: cls.__dict__.get(name) for name in ("dot", "sum")}
+    dot, sum_ = cls.dot, cls.sum
+
+    def other_sum_1d(x: torch.Tensor) -> torch.Tensor:
+        if order == "reversed":
+            return sum_(x.flip(0))
+        if x.dtype == torch.float64:
+            return torch.tensor(math.fsum(x.tolist()), dtype=x.dtype)
+        return sum_(x.to(torch.float64)).to(x.dtype)
+
+    def other_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if order == "reversed":
+            return dot(a.flip(0), b.flip(0))
+        if a.dtype == torch.float64:
+            return other_sum_1d(a * b)
+        return dot(a.to(torch.float64), b.to(torch.float64)).to(a.dtype)
+
+    def other_sum(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if args or kwargs or x.dim() != 1 or x.is_complex():
+            return sum_(x, *args, **kwargs)
+        return other_sum_1d(x)
+
+    cls.dot, cls.sum = other_dot, other_sum
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value)
+
+
+def _load_torch(side: _Side, values: list[np.ndarray], state: dict[str, Any]) -> None:
+    """Teacher forcing of torch's twin: another torch side's parameters and state."""
+    with torch.no_grad():
+        for p, v in zip(side.params, values):
+            p.copy_(to_torch(v))
+    side.optimizer.state.clear()
+    if state:
+        side.optimizer.state[side.params[0]] = state
+
+
+def measure_twin(cfg: Config, orders: tuple[str, ...] = TWIN_ORDERS) -> Spread:
+    """torch against itself with only its summation order changed
+    (:func:`torch_reduction_order`), measured as :func:`run_config` measures refoptim:
+    the teacher-forced one-step relative error of the parameters and the state, the
+    iteration counters of every step, and free-running the trajectory and the counters.
+    The figures are the worst over ``orders``."""
+    start = time.perf_counter()
+    spread = Spread(orders=", ".join(orders))
+    values = initial_values(cfg)
+    f = objective(cfg)
+    theirs = build_torch(cfg, values, f)
+    forced = {o: build_torch(cfg, values, f) for o in orders}
+    free = {o: build_torch(cfg, values, f) for o in orders}
+    for step in range(cfg.steps):
+        t_before = theirs.values()
+        t_state_before = theirs.state()
+        raw_state = theirs.optimizer.state.get(theirs.params[0], {})
+        copies = {o: copy.deepcopy(dict(raw_state)) for o in orders}
+        theirs.optimizer.step(theirs.closure)
+        t_after, t_state = theirs.values(), theirs.state()
+        for o in orders:
+            side = forced[o]
+            _load_torch(side, t_before, copies[o])
+            with torch_reduction_order(o):
+                side.optimizer.step(side.closure)
+                free[o].optimizer.step(free[o].closure)
+            for a, t, b in zip(side.values(), t_after, t_before):
+                spread.param_rel = max(spread.param_rel, step_relative_error(a, t, b))
+            err, _, errors = compare_state(side.state(), t_state, t_state_before)
+            spread.state_rel = max(spread.state_rel, err)
+            spread.counter_errors += [f"{o}, step {step + 1}: {e}" for e in errors if _is_counter_error(e)]
+    for o in orders:
+        spread.trajectory = max(spread.trajectory, *(relative_error(a, t) for a, t in zip(free[o].values(), theirs.values())))
+        spread.counter_errors += [f"{o}, {e}" for e in _free_counter_errors(free[o], theirs)]
+    spread.seconds = time.perf_counter() - start
+    return spread

@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .matrix import Config, _lr_array
+from .inputs import SPARSE_OBJECTIVES as OBJECTIVES
+from .inputs import SPARSE_SHAPES as SHAPES
+from .inputs import sparse_configs as configs
+from .matrix import Config
 from .metrics import relative_error, ulp_error
 from .runner import Result, _group_key_errors
 from .torch_adapter import (
@@ -44,84 +47,8 @@ from .torch_adapter import (
 
 __all__ = ["OBJECTIVES", "SHAPES", "configs", "run_config", "sparse_from_torch", "sparse_to_torch"]
 
-OBJECTIVES = ("sparse",)
-"""The gradient source this module owns (a seeded sequence of sparse gradients)."""
-
-SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (((12, 4), 1), ((15,), 1), ((4, 5, 3), 2))
-"""(shape, sparse_dim) of the parameters of every configuration."""
-
-
-_SPARSE_ADAM = [
-    {},
-    {"lr": 1e-2},
-    {"lr": _lr_array(1e-2)},
-    {"betas": (0.8, 0.99)},
-    {"betas": (0.0, 0.0)},
-    {"eps": 1e-3},
-    {"maximize": True},
-    {"lr": 5e-2, "betas": (0.5, 0.9), "eps": 1e-6, "maximize": True},
-]
-_SPARSE_ADAM_GROUPS = (
-    {"lr": 1e-2},
-    {"lr": 3e-3, "betas": (0.5, 0.9)},
-    {"lr": 2e-2, "eps": 1e-4, "maximize": True},
-)
-_SGD = [
-    {},
-    {"lr": 0.1},
-    {"lr": _lr_array(1e-2)},
-    {"maximize": True},
-    {"lr": 0.05, "maximize": True},
-    # momentum: a sparse momentum buffer (torch's sparse-sparse addition)
-    {"lr": 0.1, "momentum": 0.9},
-    {"lr": 0.05, "momentum": 0.9, "dampening": 0.1},
-    {"lr": 0.05, "momentum": 0.5, "dampening": 0.5, "maximize": True},
-    {"lr": 0.1, "momentum": 0.9, "nesterov": True},
-    {"lr": _lr_array(2e-2), "momentum": 0.8, "nesterov": True, "maximize": True},
-    {"momentum": 1.0},
-]
-_SGD_GROUPS = (
-    {"lr": 0.1},
-    {"lr": 0.05, "maximize": True, "momentum": 0.5, "dampening": 0.2},
-    {"lr": 0.2, "momentum": 0.9, "nesterov": True},
-)
-_ADAGRAD = [
-    {},
-    {"lr": 0.1},
-    {"lr": _lr_array(1e-1)},
-    {"lr_decay": 0.1},
-    {"eps": 1e-3},
-    {"initial_accumulator_value": 0.5},
-    {"maximize": True},
-    {"lr": 0.1, "lr_decay": 0.05, "initial_accumulator_value": 0.1, "eps": 1e-6, "maximize": True},
-]
-_ADAGRAD_GROUPS = ({"lr": 0.1}, {"lr": 0.05, "lr_decay": 0.1}, {"lr": 0.2, "eps": 1e-3, "maximize": True})
-
-_TABLE = {
-    "SparseAdam": (_SPARSE_ADAM, _SPARSE_ADAM_GROUPS, ("float32", "float64")),
-    "SGD": (_SGD, _SGD_GROUPS, ("float32", "float64", "complex64")),
-    "Adagrad": (_ADAGRAD, _ADAGRAD_GROUPS, ("float32", "float64", "complex64")),
-}
-
-
-def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = ("float32", "float64", "complex64"),
-            steps: int = 50) -> list[Config]:
-    """SparseAdam's configurations, and SGD's and Adagrad's with sparse gradients, for the
-    named optimizers (torch class names) in the dtypes torch supports for each: SparseAdam
-    refuses complex parameters; SGD and Adagrad take complex sparse gradients."""
-    names = list(optimizers) if optimizers is not None else list(_TABLE)
-    out = []
-    for name in names:
-        if name not in _TABLE:
-            continue
-        alone, groups, supported = _TABLE[name]
-        for dtype in dtypes:
-            if dtype not in supported:
-                continue
-            for options in alone:
-                out.append(Config(name, dict(options), dtype, (), "sparse", steps))
-            out.append(Config(name, {}, dtype, tuple(groups), "sparse", steps))
-    return out
+# The configurations (shapes, option lists, ``configs``) live in the torch-free module
+# refoptim.testing.inputs, imported above under their old names.
 
 
 # ----------------------------------------------------------------------- gradients

@@ -557,7 +557,9 @@ vector), SparseAdam (sparse gradients), Adafactor (factored second moments), Muo
 parameters, Newton–Schulz in bfloat16). Each such module has ``configs(optimizers,
 dtypes, steps) -> list[Config]`` and ``run_config(cfg) -> Result``; a module's ``configs``
 may also return configurations of other optimizers under one of its own ``OBJECTIVES``
-(the sparse module adds SGD and Adagrad with sparse gradients)."""
+(the sparse module adds SGD and Adagrad with sparse gradients). The ``configs`` functions
+live in the torch-free :mod:`refoptim.testing.inputs` (``EXTENSION_CONFIGS``), so
+:func:`configs` needs no torch."""
 
 _EXTENSION_OBJECTIVES = {"sparse": "sparse"}
 """Objectives (gradient sources) owned by an extension module, whatever the optimizer."""
@@ -624,8 +626,11 @@ def configs(optimizers: list[str] | None = None, dtypes: tuple[str, ...] = DTYPE
                     continue
                 seen.add(cfg.id)
                 out.append(cfg)
+    # the extensions' configurations come from the torch-free module, not their harnesses
+    from .inputs import EXTENSION_CONFIGS
+
     for module in dict.fromkeys(_available_extensions().values()):
-        for cfg in _extension_module(module).configs(names, dtypes, steps):
+        for cfg in EXTENSION_CONFIGS[module](names, dtypes, steps):
             if cfg.id not in seen:
                 seen.add(cfg.id)
                 out.append(cfg)

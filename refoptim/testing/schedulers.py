@@ -14,9 +14,12 @@ import torch.optim.lr_scheduler as tls
 import refoptim
 import refoptim.lr_scheduler as rls
 
-__all__ = ["CONFIGS", "STEPS", "run", "run_named"]
+from .inputs import SCHEDULER_CONFIGS as CONFIGS
+from .inputs import SCHEDULER_DEFAULT_STEPS, Scale
+from .inputs import SCHEDULER_LRS as LRS
+from .inputs import SCHEDULER_STEPS as STEPS
 
-LRS = [0.1, 0.05, 0.3]
+__all__ = ["CONFIGS", "STEPS", "Scale", "run", "run_named"]
 
 
 def _pair(n_groups, kind="sgd", lrs=LRS):
@@ -87,95 +90,7 @@ def _run(factory, n_groups, steps, kind="sgd", metrics=None, resume_at=None):
     return steps
 
 
-class Scale:
-    """A callable object (its state is saved by state_dict)."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def __call__(self, epoch):
-        return self.k ** epoch
-
-
-CONFIGS = {
-    "LambdaLR-fn": lambda ns, o: ns.LambdaLR(o, lambda e: 0.95 ** e),
-    "LambdaLR-floor": lambda ns, o: ns.LambdaLR(o, lambda e: 1.0 / (1 + e // 7)),
-    "LambdaLR-obj": lambda ns, o: ns.LambdaLR(o, Scale(0.97)),
-    "LambdaLR-list": lambda ns, o: ns.LambdaLR(o, [(lambda e, j=j: (0.9 + 0.03 * j) ** e)
-                                                   for j in range(len(o.param_groups))]),
-    "MultiplicativeLR": lambda ns, o: ns.MultiplicativeLR(o, lambda e: 0.95),
-    "MultiplicativeLR-var": lambda ns, o: ns.MultiplicativeLR(o, lambda e: 1.0 - 0.01 * (e % 5)),
-    "StepLR-3": lambda ns, o: ns.StepLR(o, step_size=3),
-    "StepLR-7-0.7": lambda ns, o: ns.StepLR(o, step_size=7, gamma=0.7),
-    "StepLR-1-0.99": lambda ns, o: ns.StepLR(o, step_size=1, gamma=0.99),
-    "MultiStepLR": lambda ns, o: ns.MultiStepLR(o, milestones=[5, 12, 30], gamma=0.3),
-    "MultiStepLR-rep": lambda ns, o: ns.MultiStepLR(o, milestones=[30, 8, 8, 50], gamma=0.7),
-    "ConstantLR": lambda ns, o: ns.ConstantLR(o),
-    "ConstantLR-0.3-17": lambda ns, o: ns.ConstantLR(o, factor=0.3, total_iters=17),
-    "ConstantLR-1": lambda ns, o: ns.ConstantLR(o, factor=1.0, total_iters=4),
-    "LinearLR": lambda ns, o: ns.LinearLR(o),
-    "LinearLR-0.1-1-23": lambda ns, o: ns.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=23),
-    "LinearLR-down": lambda ns, o: ns.LinearLR(o, start_factor=1.0, end_factor=0.05, total_iters=37),
-    "ExponentialLR": lambda ns, o: ns.ExponentialLR(o, gamma=0.93),
-    "ExponentialLR-1.01": lambda ns, o: ns.ExponentialLR(o, gamma=1.01),
-    "PolynomialLR": lambda ns, o: ns.PolynomialLR(o),
-    "PolynomialLR-2-40": lambda ns, o: ns.PolynomialLR(o, total_iters=40, power=2.0),
-    "PolynomialLR-0.5-13": lambda ns, o: ns.PolynomialLR(o, total_iters=13, power=0.5),
-    "CosineAnnealingLR-10": lambda ns, o: ns.CosineAnnealingLR(o, T_max=10),
-    "CosineAnnealingLR-7-eta": lambda ns, o: ns.CosineAnnealingLR(o, T_max=7, eta_min=0.001),
-    "CosineAnnealingLR-1": lambda ns, o: ns.CosineAnnealingLR(o, T_max=1, eta_min=0.01),
-    "CAWR-5": lambda ns, o: ns.CosineAnnealingWarmRestarts(o, T_0=5),
-    "CAWR-3-2": lambda ns, o: ns.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=1e-3),
-    "CAWR-2-3": lambda ns, o: ns.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=3, eta_min=0),
-    "CyclicLR-tri": lambda ns, o: ns.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=7),
-    "CyclicLR-tri-updown": lambda ns, o: ns.CyclicLR(o, base_lr=0.001, max_lr=0.2, step_size_up=4,
-                                                     step_size_down=9, base_momentum=0.7, max_momentum=0.95),
-    "CyclicLR-tri2": lambda ns, o: ns.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=5, mode="triangular2"),
-    "CyclicLR-exp": lambda ns, o: ns.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=6, mode="exp_range",
-                                              gamma=0.98),
-    "CyclicLR-custom": lambda ns, o: ns.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=5,
-                                                 scale_fn=lambda x: 1.0 / (1.0 + 0.1 * x), scale_mode="iterations"),
-    "CyclicLR-custom-cycle": lambda ns, o: ns.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=5,
-                                                       scale_fn=Scale(0.8)),
-    "CyclicLR-nomom": lambda ns, o: ns.CyclicLR(o, base_lr=0.02, max_lr=0.3, step_size_up=3,
-                                                cycle_momentum=False),
-    "CyclicLR-lists": lambda ns, o: ns.CyclicLR(o, base_lr=[0.01 * (i + 1) for i in range(len(o.param_groups))],
-                                                max_lr=[0.1 * (i + 1) for i in range(len(o.param_groups))],
-                                                step_size_up=8),
-    "OneCycleLR": lambda ns, o: ns.OneCycleLR(o, max_lr=0.1, total_steps=100),
-    "OneCycleLR-lin": lambda ns, o: ns.OneCycleLR(o, max_lr=0.5, total_steps=77, anneal_strategy="linear",
-                                                  pct_start=0.25),
-    "OneCycleLR-3ph": lambda ns, o: ns.OneCycleLR(o, max_lr=0.2, epochs=10, steps_per_epoch=9, three_phase=True),
-    "OneCycleLR-3ph-lin": lambda ns, o: ns.OneCycleLR(o, max_lr=0.2, total_steps=64, three_phase=True,
-                                                      anneal_strategy="linear", div_factor=10.0,
-                                                      final_div_factor=100.0),
-    "OneCycleLR-nomom-lists": lambda ns, o: ns.OneCycleLR(
-        o, max_lr=[0.1 * (i + 1) for i in range(len(o.param_groups))], total_steps=50, cycle_momentum=False),
-    "OneCycleLR-mom-lists": lambda ns, o: ns.OneCycleLR(
-        o, max_lr=0.3, total_steps=60, base_momentum=[0.8, 0.7, 0.6][:len(o.param_groups)],
-        max_momentum=[0.9, 0.95, 0.99][:len(o.param_groups)]),
-    # composites
-    "chainable-Const+Exp": lambda ns, o: [ns.ConstantLR(o, factor=0.1, total_iters=5), ns.ExponentialLR(o, 0.9)],
-    "chainable-Linear+Cos": lambda ns, o: [ns.LinearLR(o, start_factor=0.2, total_iters=10),
-                                           ns.CosineAnnealingLR(o, T_max=15)],
-    "chainable-Step+MultiStep+Poly": lambda ns, o: [ns.StepLR(o, 4, 0.8), ns.MultiStepLR(o, [10, 20]),
-                                                    ns.PolynomialLR(o, total_iters=30, power=1.5)],
-    "Chained": lambda ns, o: ns.ChainedScheduler([ns.ConstantLR(o, factor=0.1, total_iters=2),
-                                                  ns.ExponentialLR(o, gamma=0.9)]),
-    "Chained-opt": lambda ns, o: ns.ChainedScheduler([ns.LinearLR(o, 0.5, 1.0, 7), ns.StepLR(o, 5, 0.5)],
-                                                     optimizer=o),
-    "Sequential": lambda ns, o: ns.SequentialLR(o, [ns.ConstantLR(o, factor=0.1, total_iters=2),
-                                                    ns.ExponentialLR(o, gamma=0.9)], milestones=[2]),
-    "Sequential-3": lambda ns, o: ns.SequentialLR(o, [ns.LinearLR(o, 0.1, 1.0, 10), ns.CosineAnnealingLR(o, 20),
-                                                      ns.StepLR(o, 5, 0.5)], milestones=[10, 30]),
-    "Sequential-nested": lambda ns, o: ns.SequentialLR(o, [
-        ns.ChainedScheduler([ns.ConstantLR(o, 0.5, 3), ns.ExponentialLR(o, 0.95)]),
-        ns.PolynomialLR(o, total_iters=15, power=2.0)], milestones=[8]),
-    "Sequential-Multi-Lambda": lambda ns, o: ns.SequentialLR(o, [
-        ns.MultiStepLR(o, [3, 6]), ns.LambdaLR(o, lambda e: 0.9 ** e)], milestones=[12]),
-}
-STEPS = {"OneCycleLR": 100, "OneCycleLR-lin": 77, "OneCycleLR-3ph": 90, "OneCycleLR-3ph-lin": 64,
-         "OneCycleLR-nomom-lists": 50, "OneCycleLR-mom-lists": 60}
+# Scale, CONFIGS and STEPS live in the torch-free module refoptim.testing.inputs (imported above).
 
 
 def _catch(fn):
@@ -194,7 +109,7 @@ def run_named(name: str, n_groups: int) -> tuple[int, str]:
 
     Returns ``(steps, "")`` when every step is equal to torch's, else ``(steps, reason)``.
     """
-    steps = STEPS.get(name, 120)
+    steps = STEPS.get(name, SCHEDULER_DEFAULT_STEPS)
     try:
         _run(CONFIGS[name], n_groups, steps)
     except AssertionError as exc:

@@ -6,7 +6,6 @@ averages of :class:`refoptim.swa_utils.AveragedModel` bitwise equal to torch's
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -16,17 +15,20 @@ import torch.optim.swa_utils as tswa
 import refoptim
 import refoptim.swa_utils as rswa
 
+from .inputs import (
+    AVERAGING_SETUPS,
+    AVERAGING_UPDATES,
+    SWALR_CASES,
+    SWALR_STEPS,
+    averaging_kwargs,
+)
+from .inputs import SWA_GROUP_LRS as LRS
+from .inputs import SWALR_SWA_LRS as SWA_LRS
+
 __all__ = ["AVERAGING", "SWALR_CASES", "run_averaging", "run_swalr"]
 
-LRS = [0.1, 0.05, 0.3]
-SWA_LRS = [0.01, 0.2, 0.003]
-SWALR_STEPS = 40
-AVERAGING_UPDATES = 20
-
-SWALR_CASES: list[tuple[str, int, int, bool]] = list(
-    itertools.product(["cos", "linear"], [0, 1, 3, 10, 25], [1, 2, 3], [False, True])
-)
-"""(anneal_strategy, anneal_epochs, groups, swa_lr given per group) for every SWALR case."""
+# The cases (SWALR_CASES, the lrs, the step counts) live in the torch-free module
+# refoptim.testing.inputs, imported above.
 
 
 def _pair(n_groups: int) -> tuple[Any, Any]:
@@ -62,18 +64,8 @@ def run_swalr(strategy: str, anneal_epochs: int, n_groups: int, swa_as_list: boo
 
 
 AVERAGING: dict[str, tuple[Any, Any]] = {
-    "swa-default": (dict, dict),
-    "swa-multi": (lambda: {"multi_avg_fn": tswa.get_swa_multi_avg_fn()},
-                  lambda: {"multi_avg_fn": rswa.get_swa_multi_avg_fn()}),
-    "swa-single": (lambda: {"avg_fn": tswa.get_swa_avg_fn()}, lambda: {"avg_fn": rswa.get_swa_avg_fn()}),
-    "ema-multi": (lambda: {"multi_avg_fn": tswa.get_ema_multi_avg_fn()},
-                  lambda: {"multi_avg_fn": rswa.get_ema_multi_avg_fn()}),
-    "ema-multi-0.9": (lambda: {"multi_avg_fn": tswa.get_ema_multi_avg_fn(0.9)},
-                      lambda: {"multi_avg_fn": rswa.get_ema_multi_avg_fn(0.9)}),
-    "ema-multi-0.3": (lambda: {"multi_avg_fn": tswa.get_ema_multi_avg_fn(0.3)},
-                      lambda: {"multi_avg_fn": rswa.get_ema_multi_avg_fn(0.3)}),
-    "ema-single": (lambda: {"avg_fn": tswa.get_ema_avg_fn()}, lambda: {"avg_fn": rswa.get_ema_avg_fn()}),
-    "ema-single-0.9": (lambda: {"avg_fn": tswa.get_ema_avg_fn(0.9)}, lambda: {"avg_fn": rswa.get_ema_avg_fn(0.9)}),
+    name: (lambda name=name: averaging_kwargs(name, tswa), lambda name=name: averaging_kwargs(name, rswa))
+    for name in AVERAGING_SETUPS
 }
 """Averaging setups by name: the torch and refoptim keyword arguments of AveragedModel."""
 
