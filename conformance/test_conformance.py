@@ -45,8 +45,14 @@ def test_configuration(cfg):
     if result.known is not None:
         assert result.status in ("known", "known-not-seen"), result.as_dict()
         return
-    assert result.passed, result.reason
-    assert result.param_ulp <= result.limit and result.state_ulp <= result.limit
+    # A miss passes only as the verdict allows it on this machine: torch's kernels here do
+    # not fuse (ATEN_CPU_CAPABILITY=default) and refoptim re-run with their rounding meets
+    # every threshold. On a machine whose torch fuses, every threshold must be met.
+    assert not result.fails_run, f"{result.reason}; {result.twin_text}"
+    if result.status == "pass":
+        assert result.param_ulp <= result.limit and result.state_ulp <= result.limit
+    else:
+        assert result.status == "sensitive" and result.unfused is not None and result.unfused.passed
 
 
 _INTEROP = {
@@ -165,3 +171,72 @@ def test_the_sensitivity_section_is_reported_not_gating(monkeypatch):
     assert not result.gating and result.verdict == "fail"
     assert result.status == "sensitivity" and not result.fails_run
     assert result.as_dict()["sensitivity_reason"] == "ill-conditioned"
+
+
+def test_a_miss_explained_by_torchs_unfused_kernels_is_sensitive_not_failing():
+    from refoptim.testing.runner import Result
+
+    cfg = CONFIGS[0]
+    result = Result(cfg, state_ulp=2 * Result(cfg).limit)
+    assert result.status == "fail"
+    result.unfused = Result(cfg)  # refoptim with torch's two-operation rounding meets every threshold
+    assert result.status == "sensitive" and not result.fails_run
+    assert "two operations" in result.twin_text and result.as_dict()["unfused_rerun"]["passed"]
+    result.unfused = Result(cfg, state_ulp=2 * result.limit)  # still misses: refoptim is wrong
+    assert result.status == "fail"
+    result.unfused = Result(cfg)
+    result.structure_errors = ["step 1: state keys differ"]  # rounding never explains a layout
+    assert result.status == "fail"
+
+
+_X86 = __import__("platform").machine() in ("x86_64", "AMD64")
+
+
+def _run_python(code: str, **env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env={**os.environ, **env}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.skipif(not _X86, reason="ATen's baseline kernels are built without FMA on x86-64 only")
+def test_torch_default_kernels_round_in_two_operations_and_unfused_primitives_reproduce_them():
+    """With ``ATEN_CPU_CAPABILITY=default`` torch's ``add(alpha=)``, ``lerp`` and ``addcmul``
+    round the multiply and the add separately; refoptim's primitives inside
+    ``unfused_primitives()`` give torch's bits there, and the probe says so."""
+    code = """
+import numpy as np, torch
+import refoptim._primitives as P
+from refoptim.testing.torch_kernels import torch_fuses, unfused_primitives
+assert not torch_fuses()
+rng = np.random.default_rng(5)
+for dtype in (np.float32, np.float64):
+    x, y, z = (rng.standard_normal(1003).astype(dtype) for _ in range(3))
+    tx, ty, tz = (torch.from_numpy(a) for a in (x, y, z))
+    with unfused_primitives():
+        for w in (0.1, 0.7):
+            assert np.array_equal(P.lerp_(x.copy(), y, w), tx.clone().lerp_(ty, w).numpy())
+        assert np.array_equal(P.add(x, y, alpha=0.3), tx.add(ty, alpha=0.3).numpy())
+        assert np.array_equal(P.addcmul(x, y, z, value=0.3), tx.addcmul(ty, tz, value=0.3).numpy())
+print("ok")
+"""
+    assert _run_python(code, ATEN_CPU_CAPABILITY="default").strip() == "ok"
+
+
+@pytest.mark.skipif(not _X86, reason="ATen's baseline kernels are built without FMA on x86-64 only")
+def test_conformance_under_torchs_default_kernels_exits_0_with_the_misses_explained():
+    """The AVX2-rounded refoptim against torch's baseline kernels: Adamax's float32
+    quadratic drifts past the trajectory threshold, and the verdict attributes it."""
+    out = _run_python(
+        "import sys; from refoptim.__main__ import main; "
+        "sys.exit(main(['conformance', '--optimizer', 'Adamax', '--dtype', 'float32', '--width', '200']))",
+        ATEN_CPU_CAPABILITY="default",
+    )
+    assert "0 failed" in out
+    rows = [line for line in out.splitlines() if "SENSITIVE here" in line]
+    assert rows and all("refoptim with that rounding meets every threshold" in line for line in rows)

@@ -17,8 +17,10 @@ CONFIGS = conformance_sparse.configs(["SparseAdam", "SGD", "Adagrad"], ("float32
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
 def test_sparse_config(cfg):
-    result = conformance_sparse.run_config(cfg)
-    assert result.passed, result.reason
+    from refoptim.testing.runner import run_config
+
+    result = run_config(cfg)  # with the verdict's re-run where torch's kernels here are unfused
+    assert not result.fails_run, f"{result.reason}; {result.twin_text}"
 
 
 def _torch_sparse(idx, vals, shape):

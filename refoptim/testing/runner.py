@@ -22,6 +22,7 @@ import torch
 from . import backends, thresholds
 from .matrix import SHAPES, Config, extension_for
 from .metrics import relative_error, ulp_error
+from .torch_kernels import torch_fuses, unfused_primitives
 from .torch_adapter import (
     NUMPY_DTYPES,
     build_refoptim,
@@ -102,6 +103,11 @@ class Result:
     and the history lengths that follow them): decisions taken on rounded values, which a
     summation order can flip. Kept apart from :attr:`structure_errors` (the state layout,
     which no order changes) so that torch's twin can be held against them."""
+    unfused: Result | None = None
+    """The same configuration measured again with torch's two-operation rounding of
+    ``lerp``, ``add(alpha=)`` and ``addcmul`` (:mod:`refoptim.testing.torch_kernels`), when
+    refoptim missed a threshold on a machine whose torch kernels do not fuse them
+    (``ATEN_CPU_CAPABILITY=default``, CPUs without AVX2)."""
     twin: Spread | None = None
     """torch against itself with another summation order (:class:`Spread`), when the
     harness measured it: for a configuration of ``thresholds.SENSITIVITY`` always, for
@@ -163,10 +169,13 @@ class Result:
         """The figures' judgement, before the lists of ``thresholds``: ``pass`` (every
         threshold met), ``sensitive`` (refoptim misses, and torch's twin misses every
         threshold refoptim misses, as :func:`thresholds.within_spread` decides: torch's
-        own result moves that far on this machine), or ``fail``."""
+        own result moves that far on this machine; or refoptim re-run with this machine's
+        unfused torch kernels, :attr:`unfused`, meets every threshold), or ``fail``."""
         misses = self.misses
         if not misses:
             return "pass"
+        if self.unfused is not None and self.unfused.passed and "structure" not in misses:
+            return "sensitive"
         twin = self.twin
         if twin is None or "structure" in misses:
             return "fail"
@@ -229,15 +238,25 @@ class Result:
 
     @property
     def twin_text(self) -> str:
-        """torch's twin's figures in a line (empty when no twin ran)."""
+        """What torch's own spread showed, in a line: the re-run with this machine's unfused
+        torch kernels (:attr:`unfused`) and torch's twin's figures (empty when neither ran)."""
+        parts = []
+        if self.unfused is not None:
+            u = self.unfused
+            verdict = "meets every threshold" if u.passed else "still misses: " + u.reason
+            parts.append(
+                f"torch's kernels here round lerp/add(alpha)/addcmul in two operations (no FMA, as with "
+                f"ATEN_CPU_CAPABILITY=default); refoptim with that rounding {verdict} (param {u.param_ulp:.3g}, "
+                f"state {u.state_ulp:.3g}, trajectory {u.trajectory:.2g})"
+            )
         t = self.twin
-        if t is None:
-            return ""
-        counters = f"; counters differ ({t.counter_errors[0]})" if t.counter_errors else ""
-        return (
-            f"torch's twin ({t.orders}): param {t.param_rel:.2g}, state {t.state_rel:.2g}, "
-            f"trajectory {t.trajectory:.2g}{counters}"
-        )
+        if t is not None:
+            counters = f"; counters differ ({t.counter_errors[0]})" if t.counter_errors else ""
+            parts.append(
+                f"torch's twin ({t.orders}): param {t.param_rel:.2g}, state {t.state_rel:.2g}, "
+                f"trajectory {t.trajectory:.2g}{counters}"
+            )
+        return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
@@ -261,6 +280,12 @@ class Result:
             "sensitivity_reason": thresholds.SENSITIVITY.get(self.config.id),
             "counter_errors": list(self.counter_errors),
             "twin": None if self.twin is None else self.twin.as_dict(),
+            "unfused_rerun": None if self.unfused is None else {
+                "param": self.unfused.param_ulp,
+                "state": self.unfused.state_ulp,
+                "trajectory": self.unfused.trajectory,
+                "passed": self.unfused.passed,
+            },
             "seconds": self.seconds,
             "backend": self.backend,
             "torch_device": self.torch_device,
@@ -377,6 +402,22 @@ def run_config(cfg: Config, backend: str = "numpy", torch_device: str = "cpu", t
     which always runs refoptim on NumPy against torch on the CPU with ``foreach=False``;
     their results say so (``backend="numpy"``, ``torch_device="cpu"``, ``torch_foreach=False``).
     """
+    result = _run(cfg, backend, torch_device, torch_foreach)
+    if (
+        (backend, torch_device, torch_foreach) == ("numpy", "cpu", False)
+        and result.verdict == "fail"
+        and not result.structure_errors
+        and not torch_fuses()
+    ):
+        # torch's kernels on this machine round lerp/add(alpha)/addcmul in two operations:
+        # measure refoptim again with that rounding (torch_kernels module docstring).
+        with unfused_primitives():
+            result.unfused = _run(cfg, backend, torch_device, torch_foreach)
+    return result
+
+
+def _run(cfg: Config, backend: str, torch_device: str, torch_foreach: bool) -> Result:
+    """:func:`run_config` without the re-run with torch's unfused kernels."""
     module = extension_for(cfg)
     if module is not None:
         return module.run_config(cfg)
