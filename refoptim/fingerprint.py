@@ -228,6 +228,7 @@ def canonical_bytes(value: Any) -> bytes:
     signed zeros kept.
 
     >>> import numpy as np
+    >>> from refoptim.fingerprint import canonical_bytes
     >>> canonical_bytes(np.float32(-np.nan)) == canonical_bytes(np.float32(np.nan))
     True
     >>> canonical_bytes(-0.0) == canonical_bytes(0.0)
@@ -246,6 +247,7 @@ def tree_sum(x: np.ndarray, axis: int = -1) -> np.ndarray:
     the result is the same on every CPU, SIMD setting and BLAS.
 
     >>> import numpy as np
+    >>> from refoptim.fingerprint import tree_sum
     >>> float(tree_sum(np.array([1.0, 2.0, 3.0, 4.0, 5.0])))
     15.0
     """
