@@ -42,10 +42,10 @@ read off its last element: one call instead of a Python loop. Any other library
 elementwise addition per element along the axis; the two are tested bit-identical.
 
 **The cost**, measured on NumPy on the 2-core CI machine against the BLAS/``np.sum``
-calls they replace, for one million float32 elements: ``dot`` about 4 ms against
-0.2 ms for ``vecdot``, ``sum`` about 3 ms against 0.3 ms. That is O(n) work with
-:math:`\log_2 n` array operations; it matters only to L-BFGS on very large problems, where
-the closure (a forward and backward pass) usually costs far more.
+calls they replace, for one million float32 elements: ``dot`` 2.8 ms against 0.17 ms for
+``vecdot`` (float64: 1.8 ms against 0.5 ms), ``sum`` 1.1 ms against 0.2 ms. That is O(n)
+work with :math:`\log_2 n` array operations; it matters only to L-BFGS on very large
+problems, where the closure (a forward and backward pass) usually costs far more.
 """
 
 from __future__ import annotations
