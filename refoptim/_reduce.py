@@ -38,7 +38,7 @@ sums left to right (Adafactor's norms), the order is the sequential one,
 :math:`((x_0 + x_1) + x_2) + \dots`, in the input's dtype. NumPy's ``cumulative_sum``
 is exactly that scan, so on NumPy (and array-api-strict, which runs on it) the sum is
 read off its last element: one call instead of a Python loop. Any other library
-(CuPy's parallel scan, torch's double-precision CPU scan) takes the generic path, one
+(CuPy's parallel scan, torch's own scan) takes the generic path, one
 elementwise addition per element along the axis; the two are tested bit-identical.
 
 **The cost**, measured on NumPy on the 2-core CI machine against the BLAS/``np.sum``
