@@ -76,6 +76,7 @@ from fractions import Fraction
 from typing import Any
 
 from ._backend import device_of
+from ._reduce import fold0
 
 __all__ = ["FOLD_BLOCK_BYTES", "band_width", "matmul", "matmul_exact", "round_sum_to_float32"]
 
@@ -105,18 +106,6 @@ def _check(xp: Any, a: Any, b: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- fixed fold
-def _fold0(xp: Any, x: Any) -> Any:
-    """:func:`refoptim._reduce._fold` along axis 0 of ``x`` (``k`` leading, ``k >= 1``):
-    the same halving order, for every trailing index at once."""
-    n = int(x.shape[0])
-    while n > 1:
-        h = n // 2
-        y = x[:h, ...] + x[h : 2 * h, ...]
-        x = xp.concat([y, x[2 * h :, ...]], axis=0) if n % 2 else y
-        n = h + n % 2
-    return x[0, ...]
-
-
 def matmul(xp: Any, a: Any, b: Any) -> Any:
     """``a @ b`` of 2-D real floating arrays of one dtype, each element summed in the fixed
     fold (module docstring): :func:`refoptim._reduce.dot` of a row and a column, bit for
@@ -136,7 +125,7 @@ def matmul(xp: Any, a: Any, b: Any) -> Any:
     rows = max(1, FOLD_BLOCK_BYTES // (8 * k * n))
     blocks = []
     for start in range(0, m, rows):
-        blocks.append(_fold0(xp, at[:, start : min(start + rows, m), :] * bk))
+        blocks.append(fold0(xp, at[:, start : min(start + rows, m), :] * bk))
     out = blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=0)
     if out.dtype != dtype:
         out = xp.astype(out, dtype)

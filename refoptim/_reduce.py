@@ -54,7 +54,7 @@ from typing import Any
 
 from ._backend import device_of
 
-__all__ = ["dot", "pairwise_sum", "running_sum", "sum_abs", "sum_squares"]
+__all__ = ["dot", "fold0", "pairwise_sum", "running_sum", "sum_abs", "sum_squares"]
 
 
 def _wide(xp: Any, x: Any) -> Any:
@@ -62,17 +62,24 @@ def _wide(xp: Any, x: Any) -> Any:
     return xp.astype(x, xp.float64) if x.dtype == xp.float32 else x
 
 
-def _fold(xp: Any, x: Any) -> Any:
-    """The fixed pairwise fold of a 1-d array to a 0-d array of its dtype."""
+def fold0(xp: Any, x: Any) -> Any:
+    """The fixed pairwise fold along axis 0 of ``x`` (``x.shape[0] >= 1``), for every
+    trailing index at once: ``y[i] = x[i] + x[i + h]``, an odd last one carried, until
+    one is left; returns ``x[0, ...]`` of that (a 0-d array for a 1-d ``x``)."""
     n = int(x.shape[0])
-    if n == 0:
-        return xp.zeros((), dtype=x.dtype, device=device_of(x))
     while n > 1:
         h = n // 2
-        y = x[:h] + x[h : 2 * h]
-        x = xp.concat([y, x[2 * h :]]) if n % 2 else y
+        y = x[:h, ...] + x[h : 2 * h, ...]
+        x = xp.concat([y, x[2 * h :, ...]], axis=0) if n % 2 else y
         n = h + n % 2
-    return xp.reshape(x, ())
+    return x[0, ...]
+
+
+def _fold(xp: Any, x: Any) -> Any:
+    """The fixed pairwise fold of a 1-d array to a 0-d array of its dtype."""
+    if int(x.shape[0]) == 0:
+        return xp.zeros((), dtype=x.dtype, device=device_of(x))
+    return xp.reshape(fold0(xp, x), ())
 
 
 def _flat(xp: Any, x: Any) -> Any:
