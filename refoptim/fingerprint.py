@@ -92,6 +92,8 @@ from typing import Any
 
 import numpy as np
 
+from .testing.inputs import from_real_flat, real_flat
+
 __all__ = [
     "ASGD_FACTOR",
     "DEFAULT_STEPS",
@@ -362,24 +364,6 @@ def _quadratic_grad(a: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
     return a * (x - c)
 
 
-def _real_flat(x: np.ndarray) -> np.ndarray:
-    """``x`` flattened, complex as (real, imag) pairs (torch's ``view_as_real(x).view(-1)``)."""
-    x = np.ascontiguousarray(x)
-    if np.iscomplexobj(x):
-        x = np.stack([x.real, x.imag], axis=-1)
-    return x.reshape(-1)
-
-
-def _from_real_flat(flat: np.ndarray, like: np.ndarray) -> np.ndarray:
-    if np.iscomplexobj(like):
-        pairs = flat.reshape(like.shape + (2,))
-        out = np.empty(like.shape, dtype=like.dtype)
-        out.real = pairs[..., 0]
-        out.imag = pairs[..., 1]
-        return out
-    return flat.reshape(like.shape).astype(like.dtype)
-
-
 def _lbfgs_objective(cfg: Any, values: list[np.ndarray]) -> Callable[[list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]:
     """LBFGS's loss-and-gradient function (see the module docstring), its data drawn from
     the configuration's id: ``f(params) -> (0-d loss of the real dtype, gradients)``."""
@@ -412,7 +396,7 @@ def _lbfgs_objective(cfg: Any, values: list[np.ndarray]) -> Callable[[list[np.nd
 
         return rosenbrock
     if cfg.objective == "logistic":
-        n = sum(_real_flat(v).size for v in values)
+        n = sum(real_flat(v).size for v in values)
         samples = 64
         X = np.asarray(_normal(rng, (samples, n)) / math.sqrt(n), dtype=real)
         y = np.asarray(2 * rng.integers(0, 2, samples) - 1, dtype=real)
@@ -420,7 +404,7 @@ def _lbfgs_objective(cfg: Any, values: list[np.ndarray]) -> Callable[[list[np.nd
         one, half = real(1), real(0.5)
 
         def logistic(params: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-            w = np.concatenate([_real_flat(x) for x in params])
+            w = np.concatenate([real_flat(x) for x in params])
             m = y * tree_sum(X * w, axis=1)
             root = np.sqrt(m * m + one)
             loss = tree_sum(half * (root - m)) / real(samples) + lam / 2 * tree_sum(w * w)
@@ -428,8 +412,8 @@ def _lbfgs_objective(cfg: Any, values: list[np.ndarray]) -> Callable[[list[np.nd
             gw = tree_sum(X * coef[:, None], axis=0) + lam * w
             grads, offset = [], 0
             for x in params:
-                k = _real_flat(x).size
-                grads.append(_from_real_flat(gw[offset : offset + k], x))
+                k = real_flat(x).size
+                grads.append(from_real_flat(gw[offset : offset + k], x))
                 offset += k
             return np.asarray(loss, dtype=real), grads
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from . import thresholds
+from . import inputs, thresholds
 from .inputs import ADAFACTOR as NAME
 from .inputs import ADAFACTOR_SHAPES as SHAPES
 from .inputs import adafactor_configs as configs
@@ -27,7 +27,6 @@ from .matrix import Config
 from .metrics import relative_error, step_relative_error
 from .runner import Result, _Gradients, _group_key_errors, _layout_errors
 from .torch_adapter import (
-    NUMPY_DTYPES,
     TORCH_DTYPES,
     Twin,
     _groups,
@@ -47,17 +46,8 @@ __all__ = ["SHAPES", "build_refoptim", "build_twin", "configs", "initial_values"
 
 # ----------------------------------------------------------------------------- builders
 def initial_values(cfg: Config) -> list[np.ndarray]:
-    """The initial parameter values of a configuration, from its seed."""
-    rng = np.random.default_rng(cfg.seed)
-    dtype = NUMPY_DTYPES[cfg.dtype]
-    out = []
-    for shape in SHAPES:
-        shape = (3, 4) if shape == "view" else shape
-        x = rng.standard_normal(shape)
-        if cfg.objective == "rosenbrock":
-            x = 0.5 + 0.25 * x
-        out.append(np.asarray(x, dtype=dtype))
-    return out
+    """The initial parameter values of a configuration, from its seed (Adafactor's shapes)."""
+    return inputs.initial_values(cfg, SHAPES)
 
 
 def build_refoptim(cfg: Config, values: list[np.ndarray]) -> Twin:

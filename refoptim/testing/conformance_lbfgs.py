@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from .inputs import LBFGS_OBJECTIVES as OBJECTIVES
+from .inputs import from_real_flat, real_flat
 from .inputs import lbfgs_configs as configs
 from .matrix import SHAPES, Config
 from .metrics import relative_error, step_relative_error
@@ -72,22 +73,6 @@ __all__ = ["OBJECTIVES", "TWIN_ORDERS", "configs", "measure_twin", "objective", 
 
 
 # ----------------------------------------------------------------------- objectives
-def _real_flat(x: np.ndarray) -> np.ndarray:
-    """``x`` flattened, complex as (real, imag) pairs (torch's ``view_as_real(x).view(-1)``)."""
-    x = np.ascontiguousarray(x)
-    if np.iscomplexobj(x):
-        x = np.stack([x.real, x.imag], axis=-1)
-    return x.reshape(-1)
-
-
-def _from_real_flat(flat: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`_real_flat`, shaped and typed like ``like``."""
-    if np.iscomplexobj(like):
-        pairs = flat.reshape(like.shape + (2,))
-        return (pairs[..., 0] + 1j * pairs[..., 1]).astype(like.dtype)
-    return flat.reshape(like.shape).astype(like.dtype)
-
-
 def objective(cfg: Config) -> Callable[[list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]:
     """The NumPy loss-and-gradient function of a configuration, with its fixed data drawn
     from ``cfg.seed``: ``f(params) -> (loss as a 0-d array of the real dtype, gradients)``.
@@ -141,7 +126,7 @@ def objective(cfg: Config) -> Callable[[list[np.ndarray]], tuple[np.ndarray, lis
         return rosenbrock
 
     if cfg.objective == "logistic":
-        n = sum(_real_flat(v).size for v in values)
+        n = sum(real_flat(v).size for v in values)
         samples = 64
         X = np.asarray(rng.standard_normal((samples, n)) / np.sqrt(n), dtype=real)
         w_true = rng.standard_normal(n) * 3
@@ -149,15 +134,15 @@ def objective(cfg: Config) -> Callable[[list[np.ndarray]], tuple[np.ndarray, lis
         lam = real(1e-2)
 
         def logistic(params: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-            w = np.concatenate([_real_flat(x) for x in params])
+            w = np.concatenate([real_flat(x) for x in params])
             m = y * (X @ w)
             loss = np.mean(np.logaddexp(real(0), -m)) + lam / 2 * np.sum(w * w)
             coef = -y * np.exp(-np.logaddexp(real(0), m)) / real(samples)  # -y * sigmoid(-m) / N
             gw = X.T @ coef + lam * w
             grads, offset = [], 0
             for x in params:
-                k = _real_flat(x).size
-                grads.append(_from_real_flat(gw[offset : offset + k], np.asarray(x)))
+                k = real_flat(x).size
+                grads.append(from_real_flat(gw[offset : offset + k], x))
                 offset += k
             return np.asarray(loss, dtype=real), grads
 

@@ -50,10 +50,12 @@ __all__ = [
     "adafactor_configs",
     "averaging_kwargs",
     "build_refoptim",
+    "from_real_flat",
     "initial_values",
     "lbfgs_configs",
     "muon_configs",
     "muon_shapes",
+    "real_flat",
     "refoptim_class",
     "refoptim_params",
     "sparse_configs",
@@ -75,12 +77,36 @@ def _map_leaves(value: Any, is_leaf: Any, convert: Any) -> Any:
     return value
 
 
-def initial_values(cfg: Config) -> list[np.ndarray]:
-    """The initial parameter values of a configuration, from its seed."""
+def real_flat(x: np.ndarray) -> np.ndarray:
+    """``x`` flattened, complex as (real, imag) pairs (torch's ``view_as_real(x).view(-1)``):
+    one weight vector of a flat objective (LBFGS's logistic regression)."""
+    x = np.ascontiguousarray(x)
+    if np.iscomplexobj(x):
+        x = np.stack([x.real, x.imag], axis=-1)
+    return x.reshape(-1)
+
+
+def from_real_flat(flat: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`real_flat`, shaped and typed like ``like``; a complex value is
+    assembled part by part (no complex arithmetic, which would lose ``-0.0`` real parts and
+    mix infinities into NaNs)."""
+    like = np.asarray(like)
+    if np.iscomplexobj(like):
+        pairs = flat.reshape(like.shape + (2,))
+        out = np.empty(like.shape, dtype=like.dtype)
+        out.real = pairs[..., 0]
+        out.imag = pairs[..., 1]
+        return out
+    return flat.reshape(like.shape).astype(like.dtype)
+
+
+def initial_values(cfg: Config, shapes: tuple[Any, ...] = SHAPES) -> list[np.ndarray]:
+    """The initial parameter values of a configuration, from its seed: one per shape of
+    ``shapes`` (the matrix's by default; ``"view"`` is a (3, 4) value)."""
     rng = np.random.default_rng(cfg.seed)
     dtype = NUMPY_DTYPES[cfg.dtype]
     out = []
-    for shape in SHAPES:
+    for shape in shapes:
         shape = (3, 4) if shape == "view" else shape
         x = rng.standard_normal(shape)
         if cfg.objective == "rosenbrock":
