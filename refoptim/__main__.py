@@ -442,36 +442,6 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _environment() -> dict[str, Any]:
-    """What the fingerprint's bits must not depend on, as this run had it."""
-    import os
-    import platform
-
-    import numpy as np
-
-    from ._fastpath import get_num_threads
-
-    try:
-        from numpy._core import _multiarray_umath as umath
-
-        dispatch = list(umath.__cpu_dispatch__)
-        active = [name for name in dispatch if umath.__cpu_features__.get(name)]
-        baseline = list(umath.__cpu_baseline__)
-    except (ImportError, AttributeError):  # another NumPy layout: not reported
-        dispatch, active, baseline = [], [], []
-    return {
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "threads": get_num_threads(),
-        "REFOPTIM_NUM_THREADS": os.environ.get("REFOPTIM_NUM_THREADS"),
-        "NPY_DISABLE_CPU_FEATURES": os.environ.get("NPY_DISABLE_CPU_FEATURES"),
-        "numpy_cpu_baseline": baseline,
-        "numpy_cpu_dispatch": dispatch,
-        "numpy_cpu_dispatch_active": active,
-    }
-
-
 def _fingerprint(args: argparse.Namespace) -> int:
     """``python -m refoptim fingerprint``: run, print one line per section, compare with
     the committed digests (or write them with ``--write``)."""
@@ -487,7 +457,7 @@ def _fingerprint(args: argparse.Namespace) -> int:
         print(f"error: --steps must be at least 1, not {args.steps}", file=sys.stderr)
         return 2
     out = sys.stderr if args.json == "-" else sys.stdout
-    env = _environment()
+    env = fpm.environment()
     expected = fpm.load_expected()
     if args.write and args.steps_given is None:
         # regenerate every step count the committed file holds (and the default)

@@ -105,6 +105,7 @@ __all__ = [
     "compute",
     "expected_for",
     "load_expected",
+    "environment",
     "numpy_dispatch_groups",
     "section_of",
     "steps_of",
@@ -759,6 +760,39 @@ def compute(steps: int = DEFAULT_STEPS, backend: str = "numpy", progress: Callab
 _AVX2_TARGETS = ("X86_V3", "AVX", "F16C", "FMA3", "AVX2")
 
 
+def _numpy_cpu() -> tuple[list[str], list[str], dict[str, bool]]:
+    """NumPy's CPU baseline, its dispatch targets and the CPU features it found (empty
+    where this NumPy does not say)."""
+    try:
+        from numpy._core import _multiarray_umath as umath
+
+        return list(umath.__cpu_baseline__), list(umath.__cpu_dispatch__), dict(umath.__cpu_features__)
+    except (ImportError, AttributeError):  # another NumPy layout
+        return [], [], {}
+
+
+def environment() -> dict[str, Any]:
+    """What the fingerprint's bits must not depend on, as this process has it: NumPy and
+    Python versions, the machine, refoptim's thread count and the variables that set it
+    and NumPy's SIMD dispatch, and NumPy's baseline, dispatch targets and active targets."""
+    import os
+
+    from ._fastpath import get_num_threads
+
+    baseline, dispatch, features = _numpy_cpu()
+    return {
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": get_num_threads(),
+        "REFOPTIM_NUM_THREADS": os.environ.get("REFOPTIM_NUM_THREADS"),
+        "NPY_DISABLE_CPU_FEATURES": os.environ.get("NPY_DISABLE_CPU_FEATURES"),
+        "numpy_cpu_baseline": baseline,
+        "numpy_cpu_dispatch": dispatch,
+        "numpy_cpu_dispatch_active": [name for name in dispatch if features.get(name)],
+    }
+
+
 def numpy_dispatch_groups() -> dict[str, list[str]]:
     """The names ``NPY_DISABLE_CPU_FEATURES`` accepts on this NumPy, by group:
     ``"avx512"`` (NumPy 2.4: ``X86_V4``, ``AVX512_ICL``, ``AVX512_SPR``; older NumPy:
@@ -771,13 +805,8 @@ def numpy_dispatch_groups() -> dict[str, list[str]]:
     this CPU lacks is accepted silently (and changes nothing), so the AVX-512 names belong
     in every variant: on an AVX-512 CPU they matter. Empty lists where NumPy does not say.
     """
-    try:
-        from numpy._core import _multiarray_umath as umath
-
-        baseline = set(umath.__cpu_baseline__)
-        targets = [name for name in umath.__cpu_dispatch__ if name not in baseline]
-    except (ImportError, AttributeError):
-        targets = []
+    baseline, dispatch, _ = _numpy_cpu()
+    targets = [name for name in dispatch if name not in baseline]
     avx512 = [n for n in targets if "AVX512" in n or n == "X86_V4"]
     avx2 = [n for n in targets if n in _AVX2_TARGETS]
     return {"avx512": avx512, "avx2": avx2, "other": [n for n in targets if n not in avx512 + avx2]}
