@@ -45,12 +45,14 @@ __all__ = [
     "SWALR_STEPS",
     "SWALR_SWA_LRS",
     "SWA_GROUP_LRS",
+    "Gradients",
     "Scale",
     "Twin",
     "adafactor_configs",
     "averaging_kwargs",
     "build_refoptim",
     "from_real_flat",
+    "has_grad",
     "initial_values",
     "lbfgs_configs",
     "muon_configs",
@@ -58,6 +60,7 @@ __all__ = [
     "real_flat",
     "refoptim_class",
     "refoptim_params",
+    "rosenbrock_grad",
     "sparse_configs",
 ]
 
@@ -115,6 +118,71 @@ def initial_values(cfg: Config, shapes: tuple[Any, ...] = SHAPES) -> list[np.nda
             x = x + 1j * rng.standard_normal(shape)
         out.append(np.asarray(x, dtype=dtype))
     return out
+
+
+# =========================================================================== gradients
+def has_grad(step: int, index: int) -> bool:
+    """Parameter 2 (the 2-d one) gets no gradient for its first three steps and every
+    seventh step after: its state starts late and its step count lags, as in torch."""
+    return not (index == 2 and (step < 3 or step % 7 == 0))
+
+
+class Gradients:
+    """The gradient source of a configuration, seeded from it (``cfg.seed + 1``): call it
+    with the step index (from 0) and the current parameter values (NumPy) to get one
+    gradient per parameter, ``None`` where the parameter gets none at that step
+    (:func:`has_grad`).
+
+    ``"fixed"`` draws a sequence up front (per-parameter scales from 1e-3 to 10);
+    ``"quadratic"`` and ``"rosenbrock"`` are objectives with feedback, evaluated at the
+    values given. The torch runner, :func:`refoptim.testing.compare` and the golden corpus
+    all draw from this one source, so their inputs cannot drift apart.
+    """
+
+    def __init__(self, cfg: Config, values: list[np.ndarray]) -> None:
+        self.cfg = cfg
+        dtype = NUMPY_DTYPES[cfg.dtype]
+        rng = np.random.default_rng(cfg.seed + 1)
+        complex_ = np.dtype(dtype).kind == "c"
+
+        def normal(shape: tuple) -> np.ndarray:
+            x = rng.standard_normal(shape)
+            if complex_:
+                x = x + 1j * rng.standard_normal(shape)
+            return np.asarray(x, dtype=dtype)
+
+        shapes = [v.shape for v in values]
+        if cfg.objective == "fixed":
+            # Per-parameter scales from 1e-3 to 10, so small and large gradients both occur.
+            scales = [10.0 ** rng.uniform(-3, 1) for _ in shapes]
+            self.sequence = [[normal(s) * dtype(c) for s, c in zip(shapes, scales)] for _ in range(cfg.steps)]
+        elif cfg.objective == "quadratic":
+            # f = sum a/2 |x - c|^2 with curvatures a from 0.1 to 10 (ill-conditioned).
+            self.curvature = [np.asarray(10.0 ** rng.uniform(-1, 1, s), dtype=dtype) for s in shapes]
+            self.center = [normal(s) for s in shapes]
+
+    def __call__(self, step: int, params: list[np.ndarray]) -> list[np.ndarray | None]:
+        if self.cfg.objective == "fixed":
+            grads = [g.copy() for g in self.sequence[step]]
+        elif self.cfg.objective == "quadratic":
+            grads = [a * (x - c) for a, x, c in zip(self.curvature, params, self.center)]
+        else:
+            grads = [rosenbrock_grad(x) for x in params]
+        return [g if has_grad(step, i) else None for i, g in enumerate(grads)]
+
+
+def rosenbrock_grad(x: np.ndarray) -> np.ndarray:
+    """Gradient of sum_i 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2 over the flattened array."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    g = np.zeros_like(flat)
+    if flat.size >= 2:
+        xi, xn = flat[:-1], flat[1:]
+        t = xn - xi * xi
+        g[:-1] += -400 * xi * t - 2 * (1 - xi)
+        g[1:] += 200 * t
+    elif flat.size == 1:
+        g += 2 * (flat - 1)
+    return g.reshape(x.shape)
 
 
 class Twin:
@@ -402,7 +470,7 @@ ADAFACTOR = "Adafactor"
 ADAFACTOR_SHAPES: tuple[Any, ...] = ((), (5,), (3, 4), "view", (2, 3, 4), (7, 1))
 """The parameters of every Adafactor configuration; ``"view"`` is a (3, 4) non-contiguous
 view (every other row, four inner columns) of a (6, 9) array. Index 2, the (3, 4) one,
-gets no gradient on its first three steps and every seventh (``runner._has_grad``)."""
+gets no gradient on its first three steps and every seventh (:func:`has_grad`)."""
 
 ADAFACTOR_DTYPES = ("float32", "float64")
 

@@ -13,18 +13,18 @@ path; the other harnesses (``matrix.EXTENSIONS``) always run on NumPy against to
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import backends, thresholds
+from . import backends
+from .inputs import Gradients, has_grad, rosenbrock_grad
 from .matrix import SHAPES, Config, extension_for
 from .metrics import relative_error, ulp_error
+from .results import Result, Spread
 from .torch_kernels import torch_fuses, unfused_primitives
 from .torch_adapter import (
-    NUMPY_DTYPES,
     build_refoptim,
     build_twin,
     from_torch,
@@ -35,319 +35,8 @@ from .torch_adapter import (
 
 __all__ = ["Result", "Spread", "run_config"]
 
-
-@dataclass
-class Spread:
-    """torch against itself with only its summation order changed ("torch's twin"),
-    measured in the same run and with the same figures as refoptim against torch.
-
-    Some configurations' outcomes depend on the order in which torch's CPU kernels sum
-    (MKL's dot product picks its blocking per CPU; L-BFGS amplifies a last-bit difference
-    of a dot product into different iteration counts), so torch's own results move with
-    the machine. A harness that can re-run torch with another, equally valid order
-    (``conformance_lbfgs.torch_reduction_order``) measures how far torch moves: that is
-    the spread a miss of refoptim is judged against (:attr:`Result.verdict`).
-    """
-
-    orders: str = ""
-    """The other orders the twin ran (several: the figures are the worst of them)."""
-    param_rel: float = 0.0
-    state_rel: float = 0.0
-    trajectory: float = 0.0
-    counter_errors: list[str] = field(default_factory=list)
-    """Where the twin's iteration counters (and the history lengths that follow them)
-    differ from torch's: teacher-forced steps and free-running."""
-    seconds: float = 0.0
-
-    def worst(self, other: Spread) -> Spread:
-        """The spread of both twins' orders: the worst of each figure."""
-        return Spread(
-            orders=", ".join(o for o in (self.orders, other.orders) if o),
-            param_rel=max(self.param_rel, other.param_rel),
-            state_rel=max(self.state_rel, other.state_rel),
-            trajectory=max(self.trajectory, other.trajectory),
-            counter_errors=self.counter_errors + other.counter_errors,
-            seconds=self.seconds + other.seconds,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        return {
-            "orders": self.orders,
-            "param": self.param_rel,
-            "state": self.state_rel,
-            "trajectory": self.trajectory,
-            "counter_errors": list(self.counter_errors),
-            "seconds": self.seconds,
-        }
-
-
-@dataclass
-class Result:
-    """What one configuration measured, and whether it meets the thresholds."""
-
-    config: Config
-    param_ulp: float = 0.0
-    param_where: str = ""
-    state_ulp: float = 0.0
-    state_where: str = ""
-    trajectory: float = 0.0
-    structure_errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    backend: str = "numpy"
-    torch_device: str = "cpu"
-    torch_foreach: bool = False
-    skipped: str = ""
-    counter_errors: list[str] = field(default_factory=list)
-    """Iteration counters that differ from torch's (LBFGS's ``n_iter`` and ``func_evals``,
-    and the history lengths that follow them): decisions taken on rounded values, which a
-    summation order can flip. Kept apart from :attr:`structure_errors` (the state layout,
-    which no order changes) so that torch's twin can be held against them."""
-    unfused: Result | None = None
-    """The same configuration measured again with torch's two-operation rounding of
-    ``lerp``, ``add(alpha=)`` and ``addcmul`` (:mod:`refoptim.testing.torch_kernels`), when
-    refoptim missed a threshold on a machine whose torch kernels do not fuse them
-    (``ATEN_CPU_CAPABILITY=default``, CPUs without AVX2)."""
-    twin: Spread | None = None
-    """torch against itself with another summation order (:class:`Spread`), when the
-    harness measured it: for a configuration of ``thresholds.SENSITIVITY`` always, for
-    any other one of a harness that has a twin when refoptim misses a threshold."""
-
-    @property
-    def passed(self) -> bool:
-        """True when every figure meets its threshold and the state layout and the
-        iteration counters match torch's."""
-        return not self.misses
-
-    @property
-    def misses(self) -> list[str]:
-        """The figures that miss their threshold: ``"structure"``, ``"counters"``,
-        ``"param"``, ``"state"``, ``"trajectory"``."""
-        limit = self.limit
-        out = []
-        if self.structure_errors:
-            out.append("structure")
-        if self.counter_errors:
-            out.append("counters")
-        if self.param_ulp > limit:
-            out.append("param")
-        if self.state_ulp > limit:
-            out.append("state")
-        if self.trajectory > self.trajectory_limit:
-            out.append("trajectory")
-        return out
-
-    @property
-    def limit(self) -> float:
-        """The one-step threshold of this configuration (in :attr:`unit`)."""
-        return thresholds.one_step_limit(self.config.optimizer, self.config.dtype)[0]
-
-    @property
-    def trajectory_limit(self) -> float:
-        """The free-running threshold of this configuration (relative)."""
-        return thresholds.trajectory_rel(self.config.dtype, self.config.optimizer)
-
-    @property
-    def unit(self) -> str:
-        """The unit of ``param_ulp``/``state_ulp``: ``"ULP"``, or ``"rel"`` (relative
-        error) for the optimizers that are not elementwise."""
-        return thresholds.one_step_limit(self.config.optimizer, self.config.dtype)[1]
-
-    @property
-    def known(self) -> str | None:
-        """The recorded reason when this configuration is a known deviation, else None."""
-        return thresholds.KNOWN_DEVIATIONS.get(self.config.id)
-
-    @property
-    def gating(self) -> bool:
-        """False for the configurations of ``thresholds.SENSITIVITY``: reported in the
-        sensitivity section beside torch's twin, never failing the run."""
-        return self.config.id not in thresholds.SENSITIVITY
-
-    @property
-    def verdict(self) -> str:
-        """The figures' judgement, before the lists of ``thresholds``: ``pass`` (every
-        threshold met), ``sensitive`` (refoptim misses, and torch's twin misses every
-        threshold refoptim misses, as :func:`thresholds.within_spread` decides: torch's
-        own result moves that far on this machine; or refoptim re-run with this machine's
-        unfused torch kernels, :attr:`unfused`, meets every threshold), or ``fail``."""
-        misses = self.misses
-        if not misses:
-            return "pass"
-        if self.unfused is not None and self.unfused.passed and "structure" not in misses:
-            return "sensitive"
-        twin = self.twin
-        if twin is None or "structure" in misses:
-            return "fail"
-        covered = {
-            "counters": bool(twin.counter_errors),
-            "param": thresholds.within_spread(self.param_ulp, twin.param_rel, self.limit),
-            "state": thresholds.within_spread(self.state_ulp, twin.state_rel, self.limit),
-            "trajectory": thresholds.within_spread(self.trajectory, twin.trajectory, self.trajectory_limit),
-        }
-        return "sensitive" if all(covered[m] for m in misses) else "fail"
-
-    @property
-    def status(self) -> str:
-        """What the run makes of this configuration:
-
-        - ``pass``: every threshold met;
-        - ``sensitive``: misses, but torch against itself with another summation order
-          misses the same way on this machine (:attr:`verdict`); does not fail the run;
-        - ``fail``: misses where torch's twin does not (or where no twin runs): fails the run;
-        - ``known``: a listed deviation (``thresholds.KNOWN_DEVIATIONS``) that misses;
-        - ``known-not-seen``: a listed deviation that meets every threshold on this
-          machine (torch's CPU results move with the machine: MKL's sqrt and reduction
-          orders); reported, does not fail the run. The deviations were measured on NumPy
-          against torch CPU ``foreach=False``; on other sides one that passes is a plain
-          ``pass``;
-        - ``sensitivity``: a configuration of ``thresholds.SENSITIVITY``, reported with its
-          :attr:`verdict` beside torch's twin, never failing the run;
-        - ``skipped``: torch's requested path rejects the configuration (:attr:`skipped`).
-        """
-        if self.skipped:
-            return "skipped"
-        if not self.gating:
-            return "sensitivity"
-        verdict = self.verdict
-        if self.known is None:
-            return verdict
-        if verdict != "pass":
-            return "known"
-        default_sides = (self.backend, self.torch_device, self.torch_foreach) == ("numpy", "cpu", False)
-        return "known-not-seen" if default_sides else "pass"
-
-    @property
-    def fails_run(self) -> bool:
-        """True when this configuration fails the conformance run (status ``fail``)."""
-        return self.status == "fail"
-
-    @property
-    def reason(self) -> str:
-        """Why the configuration misses a threshold, or an empty string."""
-        out = list(self.structure_errors) + list(self.counter_errors)
-        limit, unit = self.limit, self.unit
-        if self.param_ulp > limit:
-            out.append(f"param one-step {self.param_ulp:.3g} {unit} > {limit:g} at {self.param_where}")
-        if self.state_ulp > limit:
-            out.append(f"state one-step {self.state_ulp:.3g} {unit} > {limit:g} at {self.state_where}")
-        traj_limit = self.trajectory_limit
-        if self.trajectory > traj_limit:
-            out.append(f"trajectory {self.trajectory:.3g} > {traj_limit:g}")
-        return "; ".join(out)
-
-    @property
-    def twin_text(self) -> str:
-        """What torch's own spread showed, in a line: the re-run with this machine's unfused
-        torch kernels (:attr:`unfused`) and torch's twin's figures (empty when neither ran)."""
-        parts = []
-        if self.unfused is not None:
-            u = self.unfused
-            verdict = "meets every threshold" if u.passed else "still misses: " + u.reason
-            parts.append(
-                f"torch's kernels here round lerp/add(alpha)/addcmul in two operations (no FMA, as with "
-                f"ATEN_CPU_CAPABILITY=default); refoptim with that rounding {verdict} (param {u.param_ulp:.3g}, "
-                f"state {u.state_ulp:.3g}, trajectory {u.trajectory:.2g})"
-            )
-        t = self.twin
-        if t is not None:
-            counters = f"; counters differ ({t.counter_errors[0]})" if t.counter_errors else ""
-            parts.append(
-                f"torch's twin ({t.orders}): param {t.param_rel:.2g}, state {t.state_rel:.2g}, "
-                f"trajectory {t.trajectory:.2g}{counters}"
-            )
-        return "; ".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        return {
-            "optimizer": self.config.optimizer,
-            "configuration": self.config.label,
-            "dtype": self.config.dtype,
-            "steps": self.config.steps,
-            "unit": self.unit,
-            "param_ulp": self.param_ulp,
-            "param_where": self.param_where,
-            "state_ulp": self.state_ulp,
-            "state_where": self.state_where,
-            "trajectory": self.trajectory,
-            "passed": self.passed,
-            "status": self.status,
-            "verdict": self.verdict,
-            "gating": self.gating,
-            "reason": self.reason,
-            "known_reason": self.known,
-            "sensitivity_reason": thresholds.SENSITIVITY.get(self.config.id),
-            "counter_errors": list(self.counter_errors),
-            "twin": None if self.twin is None else self.twin.as_dict(),
-            "unfused_rerun": None if self.unfused is None else {
-                "param": self.unfused.param_ulp,
-                "state": self.unfused.state_ulp,
-                "trajectory": self.unfused.trajectory,
-                "passed": self.unfused.passed,
-            },
-            "seconds": self.seconds,
-            "backend": self.backend,
-            "torch_device": self.torch_device,
-            "torch_foreach": self.torch_foreach,
-            "skipped": self.skipped,
-        }
-
-
-# ----------------------------------------------------------------------- gradients
-def _has_grad(step: int, index: int) -> bool:
-    """Parameter 2 (the 2-d one) gets no gradient for its first three steps and every
-    seventh step after: its state starts late and its step count lags, as in torch."""
-    return not (index == 2 and (step < 3 or step % 7 == 0))
-
-
-class _Gradients:
-    """The gradient source of a configuration; both sides evaluate it with NumPy."""
-
-    def __init__(self, cfg: Config, values: list[np.ndarray]) -> None:
-        self.cfg = cfg
-        dtype = NUMPY_DTYPES[cfg.dtype]
-        rng = np.random.default_rng(cfg.seed + 1)
-        complex_ = np.dtype(dtype).kind == "c"
-
-        def normal(shape: tuple) -> np.ndarray:
-            x = rng.standard_normal(shape)
-            if complex_:
-                x = x + 1j * rng.standard_normal(shape)
-            return np.asarray(x, dtype=dtype)
-
-        shapes = [v.shape for v in values]
-        if cfg.objective == "fixed":
-            # Per-parameter scales from 1e-3 to 10, so small and large gradients both occur.
-            scales = [10.0 ** rng.uniform(-3, 1) for _ in shapes]
-            self.sequence = [[normal(s) * dtype(c) for s, c in zip(shapes, scales)] for _ in range(cfg.steps)]
-        elif cfg.objective == "quadratic":
-            # f = sum a/2 |x - c|^2 with curvatures a from 0.1 to 10 (ill-conditioned).
-            self.curvature = [np.asarray(10.0 ** rng.uniform(-1, 1, s), dtype=dtype) for s in shapes]
-            self.center = [normal(s) for s in shapes]
-
-    def __call__(self, step: int, params: list[np.ndarray]) -> list[np.ndarray | None]:
-        if self.cfg.objective == "fixed":
-            grads = [g.copy() for g in self.sequence[step]]
-        elif self.cfg.objective == "quadratic":
-            grads = [a * (x - c) for a, x, c in zip(self.curvature, params, self.center)]
-        else:
-            grads = [_rosenbrock_grad(x) for x in params]
-        return [g if _has_grad(step, i) else None for i, g in enumerate(grads)]
-
-
-def _rosenbrock_grad(x: np.ndarray) -> np.ndarray:
-    """Gradient of sum_i 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2 over the flattened array."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    g = np.zeros_like(flat)
-    if flat.size >= 2:
-        xi, xn = flat[:-1], flat[1:]
-        t = xn - xi * xi
-        g[:-1] += -400 * xi * t - 2 * (1 - xi)
-        g[1:] += 200 * t
-    elif flat.size == 1:
-        g += 2 * (flat - 1)
-    return g.reshape(x.shape)
+# the old private names, for the harnesses that import them from here
+_Gradients, _has_grad, _rosenbrock_grad = Gradients, has_grad, rosenbrock_grad
 
 
 # ----------------------------------------------------------------------- comparison
@@ -434,7 +123,7 @@ def _run(cfg: Config, backend: str, torch_device: str, torch_foreach: bool) -> R
         return result
     forced = build_refoptim(cfg, values, backend)
     free = build_refoptim(cfg, values, backend)
-    gradients = _Gradients(cfg, values)
+    gradients = Gradients(cfg, values)
     # state_dict ids run over the groups in order; the i-th parameter's id:
     state_id = {id(p): k for k, p in enumerate(p for g in twin.optimizer.param_groups for p in g["params"])}
     state_id = [state_id[id(p)] for p in twin.params]
