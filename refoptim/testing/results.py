@@ -70,6 +70,11 @@ class Result:
     param_where: str = ""
     state_ulp: float = 0.0
     state_where: str = ""
+    update_ulp: float = 0.0
+    """The worst one-step error of the parameter at the update's own scale
+    (:func:`refoptim.testing.metrics.update_ulp_error`), beside ``param_ulp`` at the
+    operands' scale; 0 for the optimizers judged by relative error."""
+    update_where: str = ""
     trajectory: float = 0.0
     structure_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
