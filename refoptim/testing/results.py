@@ -76,12 +76,20 @@ class Result:
     operands' scale; 0 for the optimizers judged by relative error."""
     update_where: str = ""
     trajectory: float = 0.0
+    trajectory_by_step: list[float] = field(default_factory=list)
+    """The free-running relative error after each step (``trajectory`` is the last), where
+    the harness records it (the elementwise runner does); empty otherwise."""
     structure_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     backend: str = "numpy"
     torch_device: str = "cpu"
     torch_foreach: bool = False
     skipped: str = ""
+    reference: str = "torch"
+    """What the figures were measured against: ``"torch"`` (the conformance runners) or
+    ``"refoptim"`` (:func:`refoptim.testing.compare`, another implementation judged against
+    refoptim). The lists of ``thresholds`` (known deviations, the sensitivity section)
+    describe refoptim against torch and apply only to the first."""
     counter_errors: list[str] = field(default_factory=list)
     """Iteration counters that differ from torch's (LBFGS's ``n_iter`` and ``func_evals``,
     and the history lengths that follow them): decisions taken on rounded values, which a
@@ -140,13 +148,15 @@ class Result:
     @property
     def known(self) -> str | None:
         """The recorded reason when this configuration is a known deviation, else None."""
+        if self.reference != "torch":
+            return None
         return thresholds.KNOWN_DEVIATIONS.get(self.config.id)
 
     @property
     def gating(self) -> bool:
         """False for the configurations of ``thresholds.SENSITIVITY``: reported in the
         sensitivity section beside torch's twin, never failing the run."""
-        return self.config.id not in thresholds.SENSITIVITY
+        return self.reference != "torch" or self.config.id not in thresholds.SENSITIVITY
 
     @property
     def verdict(self) -> str:

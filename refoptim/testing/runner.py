@@ -21,7 +21,7 @@ import torch
 from . import backends
 from .inputs import Gradients, has_grad, rosenbrock_grad
 from .matrix import SHAPES, Config, extension_for
-from .metrics import relative_error, ulp_error
+from .metrics import relative_error, ulp_error, update_ulp_error
 from .results import Result, Spread
 from .torch_kernels import torch_fuses, unfused_primitives
 from .torch_adapter import (
@@ -161,9 +161,13 @@ def _run(cfg: Config, backend: str, torch_device: str, torch_foreach: bool) -> R
         r_state = forced.optimizer.state_dict()["state"]
         for i, (tp, fp, g) in enumerate(zip(twin.params, forced.params, grads)):
             operands = [t_before[i]] + ([g] if g is not None else [])
-            err = ulp_error(b.to_numpy(fp.data), from_torch(tp), *operands)
+            ours, theirs = b.to_numpy(fp.data), from_torch(tp)
+            err = ulp_error(ours, theirs, *operands)
             if err > result.param_ulp:
                 result.param_ulp, result.param_where = err, f"step {step + 1}, param {SHAPES[i]}"
+            err = update_ulp_error(ours, theirs, t_before[i])
+            if err > result.update_ulp:
+                result.update_ulp, result.update_where = err, f"step {step + 1}, param {SHAPES[i]}"
             t_entry = t_state.get(state_id[i], {})
             r_entry = r_state.get(state_id[i], {})
             if step == 0 or step == cfg.steps - 1:
@@ -184,6 +188,9 @@ def _run(cfg: Config, backend: str, torch_device: str, torch_foreach: bool) -> R
         for fp, g in zip(free.params, f_grads):
             fp.grad = None if g is None else b.from_numpy(g)
         free.optimizer.step()
+        result.trajectory_by_step.append(
+            max(relative_error(b.to_numpy(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params))
+        )
 
     result.trajectory = max(
         relative_error(b.to_numpy(fp.data), from_torch(tp)) for fp, tp in zip(free.params, twin.params)
