@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from . import matrix, thresholds
+from . import matrix
 from .inputs import NUMPY_DTYPES, Gradients, initial_values, refoptim_class, refoptim_params, _groups
 from .matrix import SHAPES, Config
 from .metrics import relative_error, ulp_error, update_ulp_error

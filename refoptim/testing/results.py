@@ -114,7 +114,7 @@ class Result:
     @property
     def misses(self) -> list[str]:
         """The figures that miss their threshold: ``"structure"``, ``"counters"``,
-        ``"param"``, ``"state"``, ``"trajectory"``."""
+        ``"param"``, ``"state"``, ``"update"``, ``"trajectory"``."""
         limit = self.limit
         out = []
         if self.structure_errors:
@@ -125,6 +125,9 @@ class Result:
             out.append("param")
         if self.state_ulp > limit:
             out.append("state")
+        update_limit = self.update_limit
+        if update_limit is not None and self.update_ulp > update_limit:
+            out.append("update")
         if self.trajectory > self.trajectory_limit:
             out.append("trajectory")
         return out
@@ -133,6 +136,12 @@ class Result:
     def limit(self) -> float:
         """The one-step threshold of this configuration (in :attr:`unit`)."""
         return thresholds.one_step_limit(self.config.optimizer, self.config.dtype)[0]
+
+    @property
+    def update_limit(self) -> float | None:
+        """The update-scale threshold of this configuration (ULP), or None where there is
+        no update-scale figure (the optimizers judged by relative error)."""
+        return thresholds.update_limit(self.config.optimizer, self.config.dtype)
 
     @property
     def trajectory_limit(self) -> float:
@@ -177,6 +186,7 @@ class Result:
             "counters": bool(twin.counter_errors),
             "param": thresholds.within_spread(self.param_ulp, twin.param_rel, self.limit),
             "state": thresholds.within_spread(self.state_ulp, twin.state_rel, self.limit),
+            "update": False,  # no twin measures the update-scale figure
             "trajectory": thresholds.within_spread(self.trajectory, twin.trajectory, self.trajectory_limit),
         }
         return "sensitive" if all(covered[m] for m in misses) else "fail"
@@ -223,6 +233,9 @@ class Result:
         limit, unit = self.limit, self.unit
         if self.param_ulp > limit:
             out.append(f"param one-step {self.param_ulp:.3g} {unit} > {limit:g} at {self.param_where}")
+        update_limit = self.update_limit
+        if update_limit is not None and self.update_ulp > update_limit:
+            out.append(f"update one-step {self.update_ulp:.3g} ULP of the update > {update_limit:g} at {self.update_where}")
         if self.state_ulp > limit:
             out.append(f"state one-step {self.state_ulp:.3g} {unit} > {limit:g} at {self.state_where}")
         traj_limit = self.trajectory_limit
@@ -263,6 +276,8 @@ class Result:
             "param_ulp": self.param_ulp,
             "param_where": self.param_where,
             "state_ulp": self.state_ulp,
+            "update_ulp": self.update_ulp,
+            "update_where": self.update_where,
             "state_where": self.state_where,
             "trajectory": self.trajectory,
             "passed": self.passed,
