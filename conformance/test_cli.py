@@ -16,6 +16,48 @@ def test_conformance_command_prints_table_and_total(tmp_path, capsys):
     assert f"total: {n} passed, 0 failed" in text
     assert "worst one-step error" in text
     assert f"[{n}/{n}]" in text  # progress on every row
+    # every row is identifiable: its short id, its brief label whole (wrapped, never cut)
+    header = next(line for line in text.splitlines() if line.startswith("optimizer "))
+    assert header.split() == ["optimizer", "id", "configuration", "dtype", "steps", "param", "state", "update",
+                              "trajectory", "result"]
+    rows = [line for line in text.splitlines() if line.startswith("SGD ")]
+    assert len(rows) == n and len({row.split()[1] for row in rows}) == n and "…" not in text
+    for r in data["results"]:
+        assert r["label"] == r["configuration"]
+        assert _row_label(text, r["short_id"]) == r["brief_label"]
+        if not r["configuration"].endswith("| sparse"):  # the elementwise runner records every step
+            assert len(r["trajectory_by_step"]) == r["steps"] and r["trajectory_by_step"][-1] == r["trajectory"]
+        assert r["update_ulp"] >= 0
+
+
+def _row_label(text, short_id):
+    """The configuration cell of the row of ``short_id``, its continuation lines joined."""
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("optimizer "))
+    start, end = header.index("configuration"), header.index("dtype")
+    i = next(i for i, line in enumerate(lines) if line.split()[1:2] == [short_id])
+    label = lines[i][start:end].strip()
+    for line in lines[i + 1:]:
+        if not line.startswith(" " * start) or not line.strip():
+            break
+        label += " " + line.strip()
+    return label
+
+
+def test_only_reruns_the_rows_named_by_short_id(tmp_path, capsys):
+    from refoptim.testing.matrix import configs
+
+    picked = configs(steps=3)[3::150]
+    out_json = tmp_path / "only.json"
+    code = main(["conformance", "--steps", "3", "--json", str(out_json), "--only", *[c.short_id for c in picked]])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert [r["short_id"] for r in json.loads(out_json.read_text())["results"]] == [c.short_id for c in picked]
+    assert {c.optimizer for c in picked} > {"SGD", "Adam"}
+    assert f"total: {len(picked)} passed, 0 failed" in text
+    assert "every lr, momentum, betas" not in text  # no schedulers with --only
+    assert main(["conformance", "--only", "adam-zzzzzz", picked[0].short_id]) == 2
+    assert "unknown configuration id(s): adam-zzzzzz" in capsys.readouterr().err
 
 
 def test_conformance_command_rejects_unknown_optimizer(capsys):
@@ -150,7 +192,7 @@ def test_the_sensitivity_section_is_reported_and_never_fails(monkeypatch, capsys
     monkeypatch.setattr(thresholds, "SENSITIVITY", {todo[0].id: "ill-conditioned"})
     assert main(["conformance", "--optimizer", "LBFGS", "--dtype", "float32"]) == 0
     text = capsys.readouterr().out
-    section = text[text.index("sensitivity section (not gating)") :]
-    assert todo[0].label in section and "refoptim misses where the twin does not (not gating)" in section
-    assert todo[1].label not in section
+    section = text[text.index("sensitivity section (not gating)") : text.index("worst per optimizer")]
+    assert todo[0].short_id in section and "refoptim misses where the twin does not (not gating)" in section
+    assert todo[1].short_id not in section
     assert "total: 1 passed, 0 failed, 1 in the sensitivity section (not gating)" in text

@@ -1,9 +1,14 @@
-"""Command line: ``python -m refoptim conformance``, ``plot``, ``bench`` and ``fingerprint``.
+"""Command line: ``python -m refoptim conformance``, ``plot``, ``bench``, ``fingerprint`` and ``golden``.
 
 ``conformance`` runs the whole configuration matrix against the installed torch, prints
-one row per configuration as it completes (optimizer, configuration, dtype, steps, worst
-one-step error on parameters and on state in ULP, trajectory error, pass/fail), a total
-line, and exits 1 on any failure, 2 when torch is missing. ``--backend`` runs refoptim on
+one row per configuration as it completes (optimizer, short id, the options that differ
+from the defaults, dtype, steps, worst one-step error on parameters, on state and at the
+update's scale in ULP, trajectory error, status; the format is
+:mod:`refoptim.testing.table`'s), a total line, and exits 1 on any failure, 2 when torch
+is missing. ``--only ID ...`` reruns the rows of those short ids; ``--json FILE`` writes
+every row (short id, brief and full label, figures, trajectory error per step);
+``--report DIR`` writes ``DIR/index.html`` with matplotlib plots of the figures per
+optimizer and the worst cases (:mod:`refoptim.testing.report_html`). ``--backend`` runs refoptim on
 another array library (``array-api-strict``, ``cupy``), ``--torch-device cuda`` and
 ``--torch-foreach`` run torch on the GPU and on its multi-tensor path (the elementwise
 optimizers' rows; the others say that they ran on NumPy against torch CPU); an
@@ -22,6 +27,17 @@ optimizer and section and the total, and compares them with the digests committe
 or none is committed for ``--steps``, 2 for an unavailable ``--backend``. ``--json FILE``
 (``-`` for stdout) writes every digest, per configuration too, and the run's environment;
 ``--write`` regenerates the committed file. It needs no torch (see :mod:`refoptim.fingerprint`).
+
+``golden --out DIR`` writes the golden corpus for frameworks without Python: every
+configuration of the matrix (``--optimizer NAME ...``, ``--dtype ...``, ``--steps N`` select
+them) as ``.npy`` files, refoptim's parameter, gradient and state before and after every
+step, and ``DIR/manifest.json`` (options, groups, shapes, state layout, thresholds, the
+SHA-256 of every file), byte-identical on every machine; it prints the manifest's SHA-256
+and compares it with the committed one (``refoptim/testing/golden_digests.json``;
+``--write-digest`` regenerates it): exit 0 written, 1 written but differing, 2 for an
+unknown optimizer, nothing covered (LBFGS, Muon and sparse gradients are left out) or
+``--with-torch`` (torch's own one-step values beside refoptim's) without torch. It needs no
+torch otherwise (see :mod:`refoptim.golden`).
 """
 
 from __future__ import annotations
@@ -35,11 +51,6 @@ from typing import Any
 from . import TORCH_VERSION
 
 
-def _figure(value: float, unit: str) -> str:
-    """A one-step figure: ULP as a short number, relative errors marked ``r``."""
-    return f"{value:.3g}" if unit == "ULP" else f"{value:.1e}r"
-
-
 def _conformance(args: argparse.Namespace) -> int:
     try:
         import torch
@@ -50,7 +61,7 @@ def _conformance(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from .testing import backends, thresholds
+    from .testing import backends, table, thresholds
     from .testing.matrix import DTYPES, configs, extension_for, optimizer_names
     from .testing.runner import run_config
     from .testing.torch_adapter import torch_device_unavailable
@@ -74,15 +85,27 @@ def _conformance(args: argparse.Namespace) -> int:
     if device_problem:
         print(f"error: --torch-device {args.torch_device}: {device_problem}", file=sys.stderr)
         return 2
+    if args.report:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print('error: --report draws with matplotlib, which is not installed; install it with:  '
+                  'pip install "refoptim[plot]"', file=sys.stderr)
+            return 2
     todo = configs(names, tuple(args.dtype or DTYPES), steps=args.steps)
+    if args.only:
+        wanted = {i.strip().lower() for i in args.only}
+        missing = sorted(wanted - {c.short_id for c in todo})
+        if missing:
+            print(
+                f"unknown configuration id(s): {', '.join(missing)}; not among the {len(todo)} configurations "
+                "selected (--optimizer, --dtype); the ids are the id column of the table and short_id in --json",
+                file=sys.stderr,
+            )
+            return 2
+        todo = [c for c in todo if c.short_id in wanted]
     default_sides = args.backend == "numpy" and args.torch_device == "cpu" and not args.torch_foreach
-
-    width = max(len(c.label) for c in todo)
-    width = min(width, args.width)
-    header = (
-        f"{'optimizer':<9} {'configuration':<{width}} {'dtype':<9} {'steps':>5} "
-        f"{'param':>9} {'state':>9} {'trajectory':>10}  result"
-    )
+    columns = table.Columns.fit(todo, args.width)
     out = sys.stdout
     print(f"refoptim conformance against torch {torch.__version__}: {len(todo)} configurations", file=out)
     if not default_sides:
@@ -100,26 +123,11 @@ def _conformance(args: argparse.Namespace) -> int:
                 "agreement, and a row torch's foreach path rejects is SKIPPED",
                 file=out,
             )
-    print(
-        "one-step thresholds (ULP): "
-        + ", ".join(f"{k} {v:g}" for k, v in thresholds.ONE_STEP_ULP.items())
-        + "; trajectory (relative): "
-        + ", ".join(f"{k} {v:g}" for k, v in thresholds.TRAJECTORY_REL.items()),
-        file=out,
-    )
-    print(
-        "param/state: worst teacher-forced one-step error, in ULP; figures marked r are relative errors, "
-        "for the optimizers that are not elementwise: "
-        + "; ".join(
-            f"{name} " + ", ".join(f"{k} {v:g}" for k, v in limits.items())
-            for name, limits in thresholds.ONE_STEP_REL.items()
-        ),
-        file=out,
-    )
+    print(table.format_preamble("torch"), file=out)
+    header = table.format_header(columns)
+    rule = header.splitlines()[-1]
     print(header, file=out)
-    print("-" * len(header), file=out)
     results = []
-    worst: dict[str, Any] = {}
     start = time.perf_counter()
     # The configurations of thresholds.SENSITIVITY run last, in their own section.
     gating = [c for c in todo if c.id not in thresholds.SENSITIVITY]
@@ -127,84 +135,25 @@ def _conformance(args: argparse.Namespace) -> int:
     for index, cfg in enumerate(gating, 1):
         r = run_config(cfg, args.backend, args.torch_device, args.torch_foreach)
         results.append(r)
-        label = cfg.label if len(cfg.label) <= width else cfg.label[: width - 1] + "…"
-        status = _status_text(r)
-        if not default_sides and extension_for(cfg) is not None:
-            status += " [numpy/cpu]"
-        figures = (
-            f"{'-':>9} {'-':>9} {'-':>10}"
-            if r.status == "skipped"
-            else f"{_figure(r.param_ulp, r.unit):>9} {_figure(r.state_ulp, r.unit):>9} {r.trajectory:>10.2e}"
-        )
-        print(
-            f"{cfg.optimizer:<9} {label:<{width}} {cfg.dtype:<9} {cfg.steps:>5} "
-            f"{figures}  {status}"
-            f"   [{index}/{len(todo)}]",
-            file=out,
-            flush=True,
-        )
-        figure = max(r.param_ulp, r.state_ulp)
-        if r.unit == "ULP" and r.status in _WITHIN and (not worst or figure > worst["figure"]):
-            worst = {"figure": figure, "result": r}
-    failed: list[Any] = [r for r in results if r.fails_run]
-    scheduler_rows = 0
-    if not args.optimizer and not args.no_schedulers:
+        note = " [numpy/cpu]" if not default_sides and extension_for(cfg) is not None else ""
+        print(table.format_row(r, columns, index=index, total=len(todo), note=note), file=out, flush=True)
+    other = {"other_rows": 0, "other_failures": 0, "other_sensitive": 0}
+    if not args.optimizer and not args.only and not args.no_schedulers:
         scheduler_rows, scheduler_failures = _schedulers(out)
-        failed += scheduler_failures
         swa_rows, swa_failures, swa_sensitive = _swa_utils(out)
-        scheduler_rows += swa_rows - swa_sensitive
-        failed += swa_failures
+        other = {
+            "other_rows": scheduler_rows + swa_rows,
+            "other_failures": len(scheduler_failures) + len(swa_failures),
+            "other_sensitive": swa_sensitive,
+        }
     if section:
         sides = (args.backend, args.torch_device, args.torch_foreach)
-        results += _sensitivity_section(section, sides, len(gating), len(todo), width, out)
+        results += _sensitivity_section(section, sides, len(gating), len(todo), columns, out)
     elapsed = time.perf_counter() - start
-    print("-" * len(header), file=out)
-    print(
-        "worst per optimizer and dtype (param / state one-step error / trajectory; known deviations, "
-        "SENSITIVE rows and the sensitivity section excluded):",
-        file=out,
-    )
-    summary: dict[tuple[str, str, str], list[float]] = {}
-    for r in results:
-        if r.status not in _WITHIN:
-            continue
-        key = (r.config.optimizer + (" (sparse)" if r.config.objective == "sparse" else ""), r.config.dtype, r.unit)
-        row = summary.setdefault(key, [0.0, 0.0, 0.0])
-        row[0], row[1], row[2] = max(row[0], r.param_ulp), max(row[1], r.state_ulp), max(row[2], r.trajectory)
-    for (name, dtype, unit), (p_ulp, s_ulp, traj) in summary.items():
-        print(f"  {name:<18} {dtype:<9} {_figure(p_ulp, unit):>7} / {_figure(s_ulp, unit):<7} / {traj:.2e}", file=out)
-    if worst:
-        w = worst["result"]
-        where = w.param_where if w.param_ulp >= w.state_ulp else w.state_where
-        where = f", {where}" if where else ""
-        print(
-            f"worst one-step error of the elementwise optimizers: {worst['figure']:.3g} ULP ({w.config.optimizer}, {w.config.label}, "
-            f"{w.config.dtype}{where})",
-            file=out,
-        )
-        traj = max((r for r in results if r.status in _WITHIN), key=lambda r: r.trajectory, default=None)
-        if traj is not None:
-            print(
-                f"worst trajectory error: {traj.trajectory:.3g} ({traj.config.optimizer}, {traj.config.label}, "
-                f"{traj.config.dtype})",
-                file=out,
-            )
-    count = {s: sum(r.status == s for r in results) for s in _STATUS_WORDS}
-    if not args.optimizer and not args.no_schedulers:
-        count["sensitive"] += swa_sensitive
-    passed = count["pass"] + scheduler_rows - (len(failed) - count["fail"])
-    parts = [f"{passed} passed", f"{len(failed)} failed"]
-    n_known = count["known"] + count["known-not-seen"]
-    if n_known:
-        not_seen = f" ({count['known-not-seen']} not seen here)" if count["known-not-seen"] else ""
-        parts.append(f"{n_known} known deviation{'s' if n_known != 1 else ''}{not_seen}")
-    if count["sensitive"]:
-        parts.append(f"{count['sensitive']} sensitive here")
-    if count["sensitivity"]:
-        parts.append(f"{count['sensitivity']} in the sensitivity section (not gating)")
-    if count["skipped"]:
-        parts.append(f"{count['skipped']} skipped")
-    print(f"total: {', '.join(parts)} ({elapsed:.1f} s)", file=out)
+    print(rule, file=out)
+    print(table.format_summary(results), file=out)
+    count = table.count_statuses(results, **other)
+    print(table.format_totals(count, elapsed), file=out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
@@ -216,89 +165,46 @@ def _conformance(args: argparse.Namespace) -> int:
                     "thresholds": {
                         "one_step_ulp": thresholds.ONE_STEP_ULP,
                         "one_step_rel": thresholds.ONE_STEP_REL,
+                        "update_ulp": thresholds.UPDATE_ULP,
                         "trajectory_rel": thresholds.TRAJECTORY_REL,
                         "spread_factor": thresholds.SPREAD_FACTOR,
                     },
-                    "counts": {**count, "failed": len(failed), "passed": passed},
-                    "results": [r.as_dict() for r in results],
+                    "counts": count,
+                    "results": [table.record(r) for r in results],
                 },
                 fh,
                 indent=1,
             )
-    return 1 if failed else 0
+    if args.report:
+        from .testing.report_html import write_report
+
+        path = write_report(
+            results,
+            args.report,
+            title=f"refoptim conformance against torch {torch.__version__}",
+            reference="torch",
+            seconds=elapsed,
+            counts=count,
+            sides=f"refoptim on {args.backend}, torch on {args.torch_device}, foreach={args.torch_foreach}",
+        )
+        print(f"wrote the report: {path}", file=out)
+    return 1 if count["failed"] else 0
 
 
-_STATUS_WORDS = ("pass", "fail", "sensitive", "known", "known-not-seen", "sensitivity", "skipped")
-"""The values of ``runner.Result.status``."""
-
-_WITHIN = ("pass", "known-not-seen")
-"""Statuses whose figures meet every threshold (the worst-figure summary reads these)."""
-
-
-def _status_text(r: Any) -> str:
-    """The result column of a row of the main table."""
-    status = r.status
-    if status == "pass":
-        return "pass"
-    if status == "fail":
-        twin = f"; {r.twin_text}" if r.twin_text else ""
-        return f"FAIL: {r.reason}{twin}"
-    if status == "sensitive":
-        return f"SENSITIVE here: {r.reason}; {r.twin_text}"
-    if status == "known":
-        return f"KNOWN: {r.reason} — {r.known}"
-    if status == "known-not-seen":
-        return f"KNOWN, not seen here (meets every threshold on this machine) — {r.known}"
-    return "SKIPPED: " + r.skipped
-
-
-def _sensitivity_section(section: list[Any], sides: tuple[Any, ...], done: int, total: int, width: int, out: Any) -> list[Any]:
+def _sensitivity_section(section: list[Any], sides: tuple[Any, ...], done: int, total: int, columns: Any, out: Any) -> list[Any]:
     """Run and print the configurations of ``thresholds.SENSITIVITY``: refoptim against
     torch beside torch's twin against torch. Reported, never failing the run."""
+    from .testing import table
     from .testing.matrix import extension_for
     from .testing.runner import run_config
 
-    print(
-        "sensitivity section (not gating): configurations whose outcome moves with torch's CPU summation "
-        "order; refoptim against torch beside torch's twin (torch with another summation order) against torch",
-        file=out,
-    )
-    header = (
-        f"{'optimizer':<9} {'configuration':<{width}} {'dtype':<9} {'steps':>5}  "
-        f"{'refoptim: param':>15} {'state':>9} {'trajectory':>10} {'counters':>8}  "
-        f"{'twin: param':>11} {'state':>9} {'trajectory':>10} {'counters':>8}  verdict here"
-    )
-    print(header, file=out)
-    print("-" * len(header), file=out)
+    print(table.format_sensitivity_header(columns), file=out)
     results = []
     for index, cfg in enumerate(section, done + 1):
         r = run_config(cfg, *sides)
         results.append(r)
-        label = cfg.label if len(cfg.label) <= width else cfg.label[: width - 1] + "…"
-        ours = (
-            f"{_figure(r.param_ulp, r.unit):>15} {_figure(r.state_ulp, r.unit):>9} {r.trajectory:>10.2e} "
-            f"{'differ' if r.counter_errors else 'equal':>8}"
-        )
-        t = r.twin
-        twin = (
-            f"{'-':>11} {'-':>9} {'-':>10} {'-':>8}"
-            if t is None
-            else f"{_figure(t.param_rel, r.unit):>11} {_figure(t.state_rel, r.unit):>9} {t.trajectory:>10.2e} "
-            f"{'differ' if t.counter_errors else 'equal':>8}"
-        )
-        verdict = {
-            "pass": "pass",
-            "sensitive": "SENSITIVE: " + r.reason,
-            "fail": "refoptim misses where the twin does not (not gating): " + r.reason,
-        }[r.verdict]
-        if tuple(sides) != ("numpy", "cpu", False) and extension_for(cfg) is not None:
-            verdict += " [numpy/cpu]"
-        print(
-            f"{cfg.optimizer:<9} {label:<{width}} {cfg.dtype:<9} {cfg.steps:>5}  {ours}  {twin}  {verdict}"
-            f"   [{index}/{total}]",
-            file=out,
-            flush=True,
-        )
+        note = " [numpy/cpu]" if tuple(sides) != ("numpy", "cpu", False) and extension_for(cfg) is not None else ""
+        print(table.format_sensitivity_row(r, columns, index=index, total=total, note=note), file=out, flush=True)
     return results
 
 
@@ -520,6 +426,13 @@ def _fingerprint(args: argparse.Namespace) -> int:
     return status
 
 
+def _golden(args: argparse.Namespace) -> int:
+    """``golden``: the corpus of :mod:`refoptim.golden`."""
+    from . import golden
+
+    return golden.command(args.out, args.optimizer, args.dtype, args.steps, args.with_torch, args.write_digest)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m refoptim``."""
     parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
@@ -529,7 +442,19 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("--dtype", action="append", choices=["float32", "float64", "complex64"], help="only this dtype (repeatable)")
     conf.add_argument("--steps", type=int, default=50, help="steps per configuration (default 50)")
     conf.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    conf.add_argument("--width", type=int, default=70, help="width of the configuration column")
+    conf.add_argument(
+        "--width", type=int, default=70,
+        help="widest configuration column (default 70); a longer configuration wraps onto continuation lines",
+    )
+    conf.add_argument(
+        "--only", nargs="+", metavar="ID",
+        help="rerun only these configurations, by the short id of the table's id column (e.g. adam-3f2a9c); "
+        "no schedulers",
+    )
+    conf.add_argument(
+        "--report", metavar="DIR",
+        help="also write an HTML report, DIR/index.html with its PNG plots (needs matplotlib)",
+    )
     conf.add_argument(
         "--no-schedulers", action="store_true", help="skip the schedulers (they also run only without --optimizer)"
     )
@@ -572,6 +497,19 @@ def main(argv: list[str] | None = None) -> int:
         help="regenerate the committed digests (for every step count the file holds, or only --steps); "
         "the commit must say why a digest moved",
     )
+    golden = sub.add_parser(
+        "golden",
+        help="write the golden corpus (.npy files and a manifest) for frameworks without Python",
+        description="Write every selected configuration of the matrix as .npy files (refoptim's parameter, "
+        "gradient and state before and after every step) and DIR/manifest.json, byte-identical on every machine. "
+        "Needs no torch (but --with-torch).",
+    )
+    golden.add_argument("--out", required=True, metavar="DIR", help="where to write (new, empty, or a previous corpus)")
+    golden.add_argument("--optimizer", nargs="+", action="extend", metavar="NAME", help="only these optimizers")
+    golden.add_argument("--dtype", nargs="+", action="extend", choices=["float32", "float64", "complex64"], help="only these dtypes")
+    golden.add_argument("--steps", type=int, default=None, metavar="N", help="steps per configuration (default 50; ASGD at least 120)")
+    golden.add_argument("--with-torch", action="store_true", help="also store torch's values after one step from refoptim's")
+    golden.add_argument("--write-digest", action="store_true", help="store the manifest's SHA-256 as the committed digest")
     from .bench import DEFAULT_OPTIMIZERS, WORKLOADS
 
     bench = sub.add_parser("bench", help="step time and memory against torch's single-tensor, foreach and fused paths")
@@ -620,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.steps = DEFAULT_STEPS if args.steps_given is None else args.steps_given
         return _fingerprint(args)
+    if args.command == "golden":
+        return _golden(args)
     if args.command == "plot":
         return _plot(args)
     if args.command == "bench":

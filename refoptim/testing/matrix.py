@@ -15,6 +15,9 @@ rectified update, which starts at step 6 for every beta2 >= 0.85).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,10 +68,99 @@ class Config:
         """A pytest id: optimizer, dtype and label."""
         return f"{self.optimizer}-{self.dtype}-{self.label}"
 
+    @property
+    def short_id(self) -> str:
+        """A short name of this configuration for tables and ``--only``: the optimizer in
+        lower case and six hex digits of the SHA-256 of :attr:`id` (``adam-3f2a9c``).
+
+        The same on every run and machine (:attr:`id` is built from ``repr`` of the
+        options); unique over :func:`configs` (``tests/test_table.py`` checks it). It
+        names a configuration, not a number of steps: ``--steps`` keeps it."""
+        digest = hashlib.sha256(self.id.encode("utf-8")).hexdigest()[:6]
+        return f"{self.optimizer.lower()}-{digest}"
+
+    @property
+    def brief_label(self) -> str:
+        """:attr:`label` without the options that equal the constructor's defaults (and
+        without the implementation flags ``foreach``, ``fused``, ``capturable``,
+        ``differentiable``): ``"maximize=True"`` for SGD's
+        ``lr=0.001, momentum=0.0, ..., maximize=True``; ``"defaults"`` when nothing
+        differs. Groups and the objective are written as :attr:`label` writes them.
+
+        An array lr or beta never equals a float default, and ``False`` never equals
+        ``0``. Two entries of the matrix that spell the same options differently (one
+        alone, one among the crossings with every default written out) have the same
+        brief label: they run the same optimizer (``tests/test_table.py`` lists them)."""
+        defaults = _constructor_defaults(self.optimizer)
+        parts = [
+            f"{k}={_brief(v)}"
+            for k, v in self.options.items()
+            if k not in _IMPLEMENTATION_FLAGS and not (k in defaults and _same_value(v, defaults[k]))
+        ]
+        text = ", ".join(parts)
+        if self.groups:
+            text += (" | " if text else "") + "groups: " + "; ".join(
+                "{" + ", ".join(f"{k}={_brief(v)}" for k, v in g.items()) + "}" for g in self.groups
+            )
+        text = text or "defaults"
+        if self.objective != "fixed":
+            text += f" | {self.objective}"
+        return text
+
+
+_IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
+"""Constructor flags that pick one of torch's implementations, left out of
+:attr:`Config.brief_label`."""
+
+
+@functools.lru_cache(maxsize=None)
+def _constructor_defaults(optimizer: str) -> dict[str, Any]:
+    """The keyword defaults of refoptim's ``optimizer`` constructor (torch's, by parity)."""
+    from .inputs import refoptim_class
+
+    signature = inspect.signature(refoptim_class(optimizer).__init__)
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _same_value(value: Any, default: Any) -> bool:
+    """``value`` equals ``default`` as the constructor sees it: an array never equals a
+    Python number, a bool equals only a bool, tuples element by element."""
+    if isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
+        return False
+    if isinstance(value, (tuple, list)) or isinstance(default, (tuple, list)):
+        return (
+            isinstance(value, (tuple, list))
+            and isinstance(default, (tuple, list))
+            and len(value) == len(default)
+            and all(_same_value(v, d) for v, d in zip(value, default))
+        )
+    if isinstance(value, bool) != isinstance(default, bool):
+        return False
+    if value is None or default is None:
+        return value is default
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):
+        return False
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, np.ndarray):
         return f"array({v.item()!r}, {v.dtype})"
+    return repr(v)
+
+
+def _brief(v: Any) -> str:
+    """``v`` for :attr:`Config.brief_label`: a 0-d array as ``array(0.01, float32)`` (its
+    shortest repr in its own dtype), tuples element by element, anything else ``repr``."""
+    if isinstance(v, np.ndarray):
+        return f"array({str(v[()])}, {v.dtype})"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_brief(x) for x in v) + ("," if len(v) == 1 else "") + ")"
     return repr(v)
 
 
