@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,14 @@ def has_grad(step: int, index: int) -> bool:
     return not (index == 2 and (step < 3 or step % 7 == 0))
 
 
+def _pow10(exponents: np.ndarray) -> np.ndarray:
+    """``10 ** exponents`` element by element through C's ``pow`` (``math.pow``), not NumPy's
+    ``power``, whose SIMD kernels (SVML on AVX-512) round differently on other CPUs: the
+    inputs, and the golden corpus written from them, are the same bits on every machine."""
+    flat = np.asarray(exponents, dtype=np.float64).reshape(-1)
+    return np.array([math.pow(10.0, float(e)) for e in flat], dtype=np.float64).reshape(np.shape(exponents))
+
+
 class Gradients:
     """The gradient source of a configuration, seeded from it (``cfg.seed + 1``): call it
     with the step index (from 0) and the current parameter values (NumPy) to get one
@@ -158,7 +167,7 @@ class Gradients:
             self.sequence = [[normal(s) * dtype(c) for s, c in zip(shapes, scales)] for _ in range(cfg.steps)]
         elif cfg.objective == "quadratic":
             # f = sum a/2 |x - c|^2 with curvatures a from 0.1 to 10 (ill-conditioned).
-            self.curvature = [np.asarray(10.0 ** rng.uniform(-1, 1, s), dtype=dtype) for s in shapes]
+            self.curvature = [np.asarray(_pow10(rng.uniform(-1, 1, s)), dtype=dtype) for s in shapes]
             self.center = [normal(s) for s in shapes]
 
     def __call__(self, step: int, params: list[np.ndarray]) -> list[np.ndarray | None]:
