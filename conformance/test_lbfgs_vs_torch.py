@@ -268,3 +268,49 @@ def test_defaults_are_torchs():
     t = torch.optim.LBFGS([torch.zeros(2, requires_grad=True)], max_iter=7)
     r = LBFGS([refoptim.Parameter(np.zeros(2))], max_iter=7)
     assert t.defaults == r.defaults
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_parameters_of_mixed_dtypes_round_at_every_move_as_torch(line_search_fn):
+    """float32, float64 and complex64 parameters in one LBFGS: torch moves each with
+    ``p.add_(update, alpha=t)``, rounding it to its dtype at every move and trial point;
+    refoptim's flat vector is rounded there too (``LBFGS._settle``). Measured before that:
+    3.6e-7 relative with strong Wolfe; now the same as torch up to the float64 reductions."""
+    rng = np.random.default_rng(3)
+    values = [
+        rng.standard_normal(5).astype(np.float32),
+        rng.standard_normal(3),
+        (rng.standard_normal(2) + 1j * rng.standard_normal(2)).astype(np.complex64),
+    ]
+    weights = [torch.tensor(rng.uniform(0.1, 10, v.shape)) for v in values]
+
+    def objective(tensors):
+        return sum((w * (t - 1).abs() ** 2).sum() for w, t in zip(weights, tensors))
+
+    t_params = [torch.tensor(v, requires_grad=True) for v in values]
+    t_opt = torch.optim.LBFGS(t_params, lr=0.5, max_iter=7, history_size=4, line_search_fn=line_search_fn)
+
+    def t_closure():
+        t_opt.zero_grad()
+        loss = objective(t_params)
+        loss.backward()
+        return loss
+
+    r_params = [refoptim.Parameter(v.copy()) for v in values]
+    r_opt = refoptim.LBFGS(r_params, lr=0.5, max_iter=7, history_size=4, line_search_fn=line_search_fn)
+
+    def r_closure():
+        tensors = [torch.tensor(p.data.copy(), requires_grad=True) for p in r_params]
+        loss = objective(tensors)
+        loss.backward()
+        for p, t in zip(r_params, tensors):
+            p.grad = t.grad.resolve_conj().numpy().copy()
+        return float(loss.detach())
+
+    for _ in range(3):
+        t_opt.step(t_closure)
+        r_opt.step(r_closure)
+    for r, t in zip(r_params, t_params):
+        theirs = t.detach().numpy()
+        assert r.data.dtype == theirs.dtype
+        assert np.max(np.abs(r.data - theirs)) <= 1e-12 * np.max(np.abs(theirs))

@@ -46,11 +46,11 @@ def adadelta_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    rho: float,
-    eps: float,
-    weight_decay: float,
-    maximize: bool,
+    lr: Any = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0,
+    maximize: bool = False,
 ) -> Any:
     r"""One Adadelta update of one parameter, in the order of torch's ``_single_tensor_adadelta``.
 

@@ -194,13 +194,13 @@ def adafactor_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    beta2_decay: float,
-    eps1: float | None,
-    eps2: float,
-    d: float,
-    weight_decay: float,
-    maximize: bool,
+    lr: Any = 1e-2,
+    beta2_decay: float = -0.8,
+    eps1: float | None = None,
+    eps2: float = 1e-3,
+    d: float = 1.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
 ) -> Any:
     r"""One Adafactor update of one parameter, in the order of torch's
     ``_single_tensor_adafactor``.

@@ -55,11 +55,11 @@ def adagrad_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    weight_decay: float,
-    lr_decay: float,
-    eps: float,
-    maximize: bool,
+    lr: Any = 1e-2,
+    weight_decay: float = 0,
+    lr_decay: float = 0,
+    eps: float = 1e-10,
+    maximize: bool = False,
 ) -> Any:
     r"""One Adagrad update of one parameter, in the order of torch's ``_single_tensor_adagrad``.
 

@@ -40,14 +40,14 @@ def adam_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
+    lr: Any = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
 ) -> Any:
     r"""One Adam update of one parameter, in the order of torch's ``_single_tensor_adam``.
 

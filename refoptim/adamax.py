@@ -46,12 +46,12 @@ def adamax_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    beta1: Any,
-    beta2: Any,
-    eps: float,
-    weight_decay: float,
-    maximize: bool,
+    lr: Any = 2e-3,
+    beta1: Any = 0.9,
+    beta2: Any = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0,
+    maximize: bool = False,
 ) -> Any:
     r"""One Adamax update of one parameter, in the order of torch's ``_single_tensor_adamax``.
 

@@ -4,18 +4,52 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adam import Adam, adam_step
+from .adam import Adam, adam_init, adam_step
 
-__all__ = ["AdamW", "adamw_step"]
+__all__ = ["AdamW", "adamw_init", "adamw_step"]
 
 
-def adamw_step(param: Any, grad: Any, state: dict[str, Any], **hyper: Any) -> Any:
+def adamw_init(param: Any, amsgrad: bool = False) -> dict[str, Any]:
+    """The state AdamW starts a parameter with: Adam's (:func:`refoptim.adam.adam_init`),
+    ``step`` (0-d float32 zero), ``exp_avg`` and ``exp_avg_sq`` (zeros like the parameter)
+    and, with AMSGrad, ``max_exp_avg_sq``."""
+    return adam_init(param, amsgrad)
+
+
+def adamw_step(
+    param: Any,
+    grad: Any,
+    state: dict[str, Any],
+    *,
+    lr: Any = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    amsgrad: bool = False,
+    maximize: bool = False,
+) -> Any:
     r"""One AdamW update: :func:`refoptim.adam.adam_step` with ``decoupled_weight_decay=True``.
 
     .. math::
         \theta \leftarrow \theta (1 - \gamma\lambda), \text{ then Adam's update.}
+
+    The keywords and their defaults are :class:`AdamW`'s (``weight_decay=1e-2``; ``beta1``,
+    ``beta2`` from ``betas``); there is no ``decoupled_weight_decay``: it is always on.
     """
-    return adam_step(param, grad, state, decoupled_weight_decay=True, **hyper)
+    return adam_step(
+        param,
+        grad,
+        state,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        decoupled_weight_decay=True,
+    )
 
 
 class AdamW(Adam):

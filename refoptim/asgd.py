@@ -44,7 +44,7 @@ def _store_scalar(xp: Any, old: Any, value: Any) -> Any:
     return assign(old, xp.reshape(value, ()))
 
 
-def asgd_init(param: Any, lr: Any) -> dict[str, Any]:
+def asgd_init(param: Any, lr: Any = 1e-2) -> dict[str, Any]:
     """The state ASGD starts a parameter with: ``step`` (0-d float32 zero), ``eta`` (the
     lr as a 0-d float32 array), ``mu`` (0-d float32 one) and ``ax`` (zeros like the
     parameter)."""
@@ -63,12 +63,12 @@ def asgd_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    lambd: float,
-    alpha: float,
-    t0: float,
-    weight_decay: float,
-    maximize: bool,
+    lr: Any = 1e-2,
+    lambd: float = 1e-4,
+    alpha: float = 0.75,
+    t0: float = 1e6,
+    weight_decay: float = 0,
+    maximize: bool = False,
 ) -> Any:
     r"""One ASGD update of one parameter, in the order of torch's ``_single_tensor_asgd``.
 

@@ -1,4 +1,4 @@
-"""The functional form: each optimizer's rule over one parameter, for any array library.
+r"""The functional form: each optimizer's rule over one parameter, for any array library.
 
 Each ``<name>_step`` takes ``(param, grad, state, **hyperparameters)``, returns the new
 parameter and stores the new state values in ``state``; ``<name>_init`` makes the state a
@@ -8,9 +8,26 @@ serves both::
 
     state = adam_init(w)
     for _ in range(100):
-        w = adam_step(w, grad_of(w), state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                      weight_decay=0.0, amsgrad=False, maximize=False,
-                      decoupled_weight_decay=False)
+        w = adam_step(w, grad_of(w), state)            # torch.optim.Adam's defaults
+        # or with your own: adam_step(w, g, state, lr=1e-2, beta2=0.99, amsgrad=True)
+
+These are the functions the classes call (:class:`refoptim.Adam` calls :func:`adam_step`
+once per parameter), so a step here is bit for bit a step of the class. The
+hyper-parameters are keyword-only, and each defaults to the class constructor's default
+in torch 2.13: ``adam_step``'s are ``torch.optim.Adam``'s, ``adamw_step``'s are
+``torch.optim.AdamW``'s (``weight_decay=1e-2``). Where the class takes a pair, the rule
+takes its two halves: ``betas`` is ``beta1, beta2``; Rprop's ``etas`` is ``etaminus,
+etaplus`` and its ``step_sizes`` is ``step_size_min, step_size_max`` (Rprop's ``lr`` is
+the initial step size, given to :func:`rprop_init`); Adafactor's ``eps`` is ``eps1, eps2``.
+An ``*_init`` function's arguments default the same way (``adagrad_init``'s
+``initial_accumulator_value``, ``asgd_init``'s ``lr``, ...).
+
+L-BFGS works on all parameters at once, not one by one: :func:`lbfgs_step` moves one flat
+vector ``x`` with a ``loss_and_grad(x) -> (loss, flat_grad)`` function in place of
+torch's closure, and returns ``(x, loss)``::
+
+    state = lbfgs_init(x)
+    x, loss = lbfgs_step(x, loss_and_grad, state, line_search_fn="strong_wolfe")
 """
 
 from .adadelta import adadelta_init, adadelta_step
@@ -18,14 +35,15 @@ from .adafactor import adafactor_init, adafactor_step
 from .adagrad import adagrad_init, adagrad_step
 from .adam import adam_init, adam_step
 from .adamax import adamax_init, adamax_step
-from .adamw import adamw_step
+from .adamw import adamw_init, adamw_step
 from .asgd import asgd_init, asgd_step
+from .lbfgs import lbfgs_init, lbfgs_step
 from .muon import muon_init, muon_step
 from .nadam import nadam_init, nadam_step
 from .radam import radam_init, radam_step
 from .rmsprop import rmsprop_init, rmsprop_step
 from .rprop import rprop_init, rprop_step
-from .sgd import sgd_step
+from .sgd import sgd_init, sgd_step
 from .sparse_adam import sparse_adam_init, sparse_adam_step
 
 __all__ = [
@@ -39,9 +57,12 @@ __all__ = [
     "adam_step",
     "adamax_init",
     "adamax_step",
+    "adamw_init",
     "adamw_step",
     "asgd_init",
     "asgd_step",
+    "lbfgs_init",
+    "lbfgs_step",
     "muon_init",
     "muon_step",
     "nadam_init",
@@ -52,6 +73,7 @@ __all__ = [
     "rmsprop_step",
     "rprop_init",
     "rprop_step",
+    "sgd_init",
     "sgd_step",
     "sparse_adam_init",
     "sparse_adam_step",

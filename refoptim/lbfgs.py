@@ -6,8 +6,10 @@ calling the closure (which re-evaluates the loss and sets the gradients), and it
 parameters as one flat vector: dot products and norms run over every parameter at once.
 The module keeps torch's structure: :func:`cubic_interpolate` and :func:`strong_wolfe` are
 torch's ``_cubic_interpolate`` and ``_strong_wolfe`` (ported from ``polyinterp.lua`` and
-``lswolfe.lua`` of Lua torch), line by line and in torch's float order; the class holds the
-two-loop recursion and the termination tests of torch's ``LBFGS.step``.
+``lswolfe.lua`` of Lua torch), line by line and in torch's float order; :func:`lbfgs_step`
+is the body of torch's ``LBFGS.step`` (the two-loop recursion, the step length, the moves
+and the termination tests) over one flat vector, and the class's ``step(closure)`` gathers
+its parameters into that vector and calls it: one code path for both.
 
 Scalars are kept as torch keeps them: where torch has a 0-d tensor (a dot product, ``ro``,
 ``H_diag``, the first step length) refoptim has a 0-d array of the parameters' dtype, and
@@ -26,20 +28,21 @@ from typing import Any
 from ._backend import (
     array_namespace,
     assign,
-    back_to_complex,
     is_array,
     is_complex,
+    is_floating,
     numel,
     scalar,
     to_scalar,
+    view_as_complex,
     view_as_real,
 )
 from . import _reduce
-from ._primitives import add_
+from ._primitives import add, add_
 from .optimizer import Optimizer
 from .parameter import Parameter
 
-__all__ = ["LBFGS", "cubic_interpolate", "strong_wolfe"]
+__all__ = ["LBFGS", "cubic_interpolate", "lbfgs_init", "lbfgs_step", "strong_wolfe"]
 
 
 def _dot(xp: Any, a: Any, b: Any) -> Any:
@@ -278,13 +281,364 @@ def strong_wolfe(
     return f_new, g_new, t, ls_func_evals
 
 
+def _check_flat(xp: Any, x: Any) -> None:
+    """``x`` must be a real floating 1-d array (the flat vector of :func:`lbfgs_step`)."""
+    if not is_array(x):
+        raise TypeError(f"L-BFGS: x must be an array, got {type(x).__name__}")
+    if len(x.shape) != 1:
+        raise ValueError(f"L-BFGS: x must be a flat 1-d array, got shape {tuple(x.shape)}")
+    if not is_floating(xp, x.dtype) or is_complex(xp, x):
+        raise TypeError(
+            f"L-BFGS: x must have a real floating dtype, got {x.dtype} (view a complex vector "
+            "as (real, imag) pairs first, as the LBFGS class does)"
+        )
+
+
+def _check_flat_grad(x: Any, g: Any) -> None:
+    """The gradient ``loss_and_grad`` returned must be an array like ``x``."""
+    if not is_array(g):
+        raise TypeError(f"L-BFGS: loss_and_grad must return (loss, gradient array), got a {type(g).__name__}")
+    if tuple(g.shape) != tuple(x.shape) or g.dtype != x.dtype:
+        raise ValueError(
+            f"L-BFGS: loss_and_grad returned a gradient of shape {tuple(g.shape)} and dtype {g.dtype}; "
+            f"x has shape {tuple(x.shape)} and dtype {x.dtype}"
+        )
+
+
+def lbfgs_init(x: Any) -> dict[str, Any]:
+    """The state L-BFGS starts the flat vector ``x`` with: torch's two counters,
+    ``{"func_evals": 0, "n_iter": 0}``.
+
+    Everything else (the direction ``d``, the step ``t``, the history ``old_dirs``,
+    ``old_stps``, ``ro``, ``al``, and ``H_diag``, ``prev_flat_grad``, ``prev_loss``) is
+    created by the first :func:`lbfgs_step`, as torch creates it; an empty dict works as
+    well (the step adds the counters). ``x`` must be a real floating 1-d array.
+    """
+    _check_flat(array_namespace(x), x)
+    return {"func_evals": 0, "n_iter": 0}
+
+
+def lbfgs_step(
+    x: Any,
+    loss_and_grad: Callable[[Any], tuple[Any, Any]],
+    state: dict[str, Any],
+    *,
+    lr: Any = 1,
+    max_iter: int = 20,
+    max_eval: int | None = None,
+    tolerance_grad: float = 1e-7,
+    tolerance_change: float = 1e-9,
+    history_size: int = 100,
+    line_search_fn: str | None = None,
+) -> tuple[Any, Any]:
+    r"""One L-BFGS step (up to ``max_iter`` iterations) over the flat vector ``x``: the
+    body of torch's ``LBFGS.step``, in its order. :class:`LBFGS` calls this with all its
+    parameters gathered into ``x``; the defaults are the class's.
+
+    ``loss_and_grad(point) -> (loss, flat_grad)`` evaluates the objective at a 1-d array
+    ``point`` (``x`` itself or a trial point ``x + t d``) and returns the loss (a Python
+    number or a 0-d array, read with ``float``) and the gradient (an array of ``x``'s
+    shape and dtype). It plays the part of torch's closure: it is called once at the
+    start, once after each move without line search (except after the last iteration of
+    ``max_iter``), and at every trial point of the line search. The rule may update a
+    point in place after ``loss_and_grad`` returns: copy it to keep it.
+
+    Returns ``(x, loss)``: the new vector (``x`` itself, updated in place, where it is
+    writeable; a new array for immutable arrays: keep what it returns) and what the
+    *first* call of ``loss_and_grad`` returned as loss, unchanged (torch returns the first
+    loss). The new state is stored in ``state`` (:func:`lbfgs_init`, or ``{}``). If
+    anything raises (``loss_and_grad``, a gradient of the wrong shape or dtype, torch's
+    errors below), ``x`` and ``state`` are left as they were and the exception propagates.
+
+    With :math:`g` the gradient and :math:`\gamma` = ``lr``, each iteration is
+
+    .. math::
+        \begin{aligned}
+        &\textbf{direction}: \text{first iteration ever: } d \leftarrow -g,\
+            H_0 \leftarrow 1; \text{ otherwise} \\
+        &\quad y \leftarrow g - g_{\text{prev}},\ s \leftarrow t\,d,\
+            \textbf{if } y^\top s > 10^{-10}: \text{push } (y, s, \rho = 1/y^\top s)
+            \text{ (dropping the oldest beyond history\_size)},\
+            H_0 \leftarrow \frac{y^\top s}{y^\top y} \\
+        &\quad q \leftarrow -g;\ \textbf{for } i = m-1, \ldots, 0:\
+            \alpha_i \leftarrow \rho_i\, s_i^\top q,\ q \leftarrow q - \alpha_i y_i \\
+        &\quad r \leftarrow H_0\, q;\ \textbf{for } i = 0, \ldots, m-1:\
+            \beta_i \leftarrow \rho_i\, y_i^\top r,\ r \leftarrow r + (\alpha_i - \beta_i) s_i;
+            \quad d \leftarrow r \\
+        &\textbf{step length}: t \leftarrow \min(1, 1/\lVert g\rVert_1)\,\gamma
+            \text{ at the first iteration ever, else } t \leftarrow \gamma;\
+            \textbf{stop if } g^\top d > -\text{tolerance\_change} \\
+        &\textbf{move}: \text{strong Wolfe: } t, f, g \text{ from } \texttt{strong\_wolfe}
+            \text{, then } x \leftarrow x + t\,d;\
+            \text{none: } x \leftarrow x + t\,d, \text{ then } f, g \leftarrow
+            \text{loss\_and\_grad}(x) \text{ unless this is the last iteration} \\
+        &\textbf{stop if}: \text{max\_iter iterations, max\_eval evaluations},\
+            \max|g| \le \text{tolerance\_grad},\ \max|t\,d| \le \text{tolerance\_change},\
+            |f - f_{\text{prev}}| < \text{tolerance\_change}
+        \end{aligned}
+
+    and a step whose first gradient has :math:`\max|g| \le` ``tolerance_grad`` returns
+    at once, counting one evaluation. Every move is torch's ``add_(d, alpha=t)``, one fused
+    multiply-add per element (``t`` read as a Python float); every dot product and the L1
+    norm run in refoptim's fixed order (:mod:`refoptim._reduce`). ``max_eval=None`` means
+    ``max_iter * 5 // 4``, as the class resolves it.
+
+    **State** (torch's keys, kept as torch 2.13 keeps them): ``func_evals`` and ``n_iter``
+    (Python ints, over all steps), ``d`` and ``prev_flat_grad`` (flat arrays), ``t`` (a
+    Python number, or a 0-d array after the first iteration's step length), ``old_dirs``
+    and ``old_stps`` (lists of flat arrays :math:`y`, :math:`s`), ``ro`` (list of 0-d
+    arrays), ``al`` (``history_size`` slots, 0-d arrays or ``None``, created at the second
+    iteration), ``H_diag`` (the int ``1`` until the first history update, then a 0-d
+    array), ``prev_loss`` (Python float).
+
+    Torch quirks reproduced (see :class:`LBFGS` for the full list): "first iteration ever"
+    reads ``state["n_iter"] == 1``, not the first of each call; the history is updated
+    only when :math:`y^\top s > 10^{-10}`, an absolute threshold; the line search always
+    uses ``c1 = 1e-4``, ``c2 = 0.9`` and a bracket tolerance of ``1e-9`` and gets
+    ``max_eval - current_evals`` evaluations; an unknown ``line_search_fn`` raises
+    ``RuntimeError("only 'strong_wolfe' is supported")`` only at the first move;
+    ``history_size=0`` fails with ``IndexError`` at the first history update; an empty
+    ``x`` fails with torch's ``max()`` error.
+
+    Example: the minimiser of :math:`\sum_i a_i (x_i - 1)^2 / 2`, in one step (15
+    iterations; ``loss`` is the value at the start).
+
+    >>> import numpy as np
+    >>> from refoptim.functional import lbfgs_init, lbfgs_step
+    >>> a = np.array([1.0, 10.0, 100.0])
+    >>> def loss_and_grad(x):
+    ...     return float(a @ (x - 1) ** 2 / 2), a * (x - 1)
+    >>> x = np.zeros(3)
+    >>> state = lbfgs_init(x)
+    >>> x, loss = lbfgs_step(x, loss_and_grad, state, line_search_fn="strong_wolfe")
+    >>> loss, x.round(4).tolist(), state["n_iter"], len(state["old_dirs"])
+    (55.5, [1.0, 1.0, 1.0], 15, 14)
+    """
+    return _lbfgs(
+        x, loss_and_grad, state, lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
+        tolerance_change=tolerance_change, history_size=history_size, line_search_fn=line_search_fn, settle=None,
+    )
+
+
+def _lbfgs(
+    x: Any,
+    loss_and_grad: Callable[[Any], tuple[Any, Any]],
+    state: dict[str, Any],
+    *,
+    lr: Any,
+    max_iter: int,
+    max_eval: int | None,
+    tolerance_grad: float,
+    tolerance_change: float,
+    history_size: int,
+    line_search_fn: str | None,
+    settle: Callable[[Any], Any] | None,
+) -> tuple[Any, Any]:
+    """The body of :func:`lbfgs_step`. ``settle(point)``, when given, is applied to every
+    point the iterations move to (and every trial point of the line search) before it is
+    used: :class:`LBFGS` rounds there the parts of the flat vector whose parameters have a
+    narrower dtype than the vector's, as torch's ``p.add_(...)`` rounds each parameter at
+    every move."""
+    if settle is None:
+        def settle(point: Any) -> Any:
+            return point
+
+    xp = array_namespace(x)
+    _check_flat(xp, x)
+    lr = to_scalar(lr)
+    if max_eval is None:
+        max_eval = max_iter * 5 // 4
+
+    def evaluate(point: Any) -> tuple[Any, Any]:
+        loss, flat_grad = loss_and_grad(point)
+        _check_flat_grad(point, flat_grad)
+        return loss, flat_grad
+
+    # Work on a copy of x and on local copies of the state (counters, history lists) and
+    # store them only at the end: a step that raises leaves x and state as they were.
+    x_in = x
+    x = xp.asarray(x, copy=True)
+    func_evals = state.get("func_evals", 0)
+    total_iter = state.get("n_iter", 0)
+
+    # evaluate initial f(x) and df/dx
+    orig_loss, flat_grad = evaluate(x)
+    loss = float(orig_loss)
+    current_evals = 1
+    func_evals += 1
+
+    opt_cond = _abs_max(xp, flat_grad) <= tolerance_grad
+
+    # optimal condition
+    if opt_cond:
+        state["func_evals"] = func_evals
+        state["n_iter"] = total_iter
+        return x_in, orig_loss
+
+    # arrays cached in state
+    d = state.get("d")
+    t = state.get("t")
+    old_dirs = _copy_list(state.get("old_dirs"))
+    old_stps = _copy_list(state.get("old_stps"))
+    ro = _copy_list(state.get("ro"))
+    al = _copy_list(state.get("al"))
+    H_diag = state.get("H_diag")
+    prev_flat_grad = state.get("prev_flat_grad")
+    prev_loss = state.get("prev_loss")
+
+    n_iter = 0
+    # optimize for a max of max_iter iterations
+    while n_iter < max_iter:
+        # keep track of nb of iterations
+        n_iter += 1
+        total_iter += 1
+
+        # ---------------------------------------------------------- direction
+        if total_iter == 1:
+            d = -flat_grad
+            old_dirs = []
+            old_stps = []
+            ro = []
+            H_diag = 1
+        else:
+            # do lbfgs update (update memory)
+            y = flat_grad - prev_flat_grad
+            s = _mul(xp, d, t)
+            ys = _dot(xp, y, s)  # y*s
+            if ys > 1e-10:
+                # updating memory
+                if len(old_dirs) == history_size:
+                    # shift history by one (limited-memory)
+                    old_dirs.pop(0)
+                    old_stps.pop(0)
+                    ro.pop(0)
+
+                # store new direction/step
+                old_dirs.append(y)
+                old_stps.append(s)
+                ro.append(_as_state(xp, 1.0 / ys))
+
+                # update scale of initial Hessian approximation
+                H_diag = _as_state(xp, ys / _dot(xp, y, y))  # (y*y)
+
+            # the approximate (L-BFGS) inverse Hessian times the gradient
+            num_old = len(old_dirs)
+
+            if al is None:
+                al = [None] * history_size
+
+            # iteration in L-BFGS loop collapsed to use just one buffer
+            q = -flat_grad
+            for i in range(num_old - 1, -1, -1):
+                al[i] = _as_state(xp, _dot(xp, old_stps[i], q) * ro[i])
+                q = add_(q, old_dirs[i], alpha=-float(al[i]))
+
+            # multiply by initial Hessian; r/d is the final direction
+            d = r = _mul(xp, q, H_diag)
+            for i in range(num_old):
+                be_i = _dot(xp, old_dirs[i], r) * ro[i]
+                r = add_(r, old_stps[i], alpha=float(al[i] - be_i))
+            d = r
+
+        # torch: prev_flat_grad = flat_grad.clone() the first time, then
+        # prev_flat_grad.copy_(flat_grad); a fresh copy is the same values
+        prev_flat_grad = xp.asarray(flat_grad, copy=True)
+        prev_loss = loss
+
+        # ---------------------------------------------------------- step length
+        # reset initial guess for step size
+        if total_iter == 1:
+            t = min(1.0, 1.0 / _reduce.sum_abs(xp, flat_grad)) * lr
+        else:
+            t = lr
+
+        # directional derivative
+        gtd = _dot(xp, flat_grad, d)  # g * d
+
+        # directional derivative is below tolerance
+        if gtd > -tolerance_change:
+            break
+
+        # optional line search: user function
+        ls_func_evals = 0
+        if line_search_fn is not None:
+            # perform line search, using user function
+            if line_search_fn != "strong_wolfe":
+                raise RuntimeError("only 'strong_wolfe' is supported")
+
+            def obj_func(x: Any, t: Any, d: Any) -> tuple[float, Any]:
+                # torch's _directional_evaluate: loss and flat gradient at x + t d
+                f_new, g_new = evaluate(settle(add(x, d, alpha=scalar(t))))
+                return float(f_new), g_new
+
+            loss, flat_grad, t, ls_func_evals = strong_wolfe(
+                obj_func, x, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals
+            )
+            x = settle(add_(x, d, alpha=scalar(t)))
+            opt_cond = _abs_max(xp, flat_grad) <= tolerance_grad
+        else:
+            # no line search, simply move with fixed-step
+            x = settle(add_(x, d, alpha=scalar(t)))
+            if n_iter != max_iter:
+                # re-evaluate function only if not in last iteration (in a stochastic
+                # setting, no use to re-evaluate that function here)
+                new_loss, flat_grad = evaluate(x)
+                loss = float(new_loss)
+                opt_cond = _abs_max(xp, flat_grad) <= tolerance_grad
+                ls_func_evals = 1
+
+        # update func eval
+        current_evals += ls_func_evals
+        func_evals += ls_func_evals
+
+        # ---------------------------------------------------------- conditions
+        if n_iter == max_iter:
+            break
+
+        if current_evals >= max_eval:
+            break
+
+        # optimal condition
+        if opt_cond:
+            break
+
+        # lack of progress
+        if _abs_max(xp, _mul(xp, d, t)) <= tolerance_change:
+            break
+
+        if abs(loss - prev_loss) < tolerance_change:
+            break
+
+    # store the state, in the order torch creates its keys
+    state["func_evals"] = func_evals
+    state["n_iter"] = total_iter
+    if al is not None:
+        state["al"] = al
+    state["d"] = d
+    state["t"] = _as_state(xp, t)
+    state["old_dirs"] = old_dirs
+    state["old_stps"] = old_stps
+    state["ro"] = ro
+    state["H_diag"] = H_diag
+    state["prev_flat_grad"] = prev_flat_grad
+    state["prev_loss"] = prev_loss
+    return assign(x_in, x), orig_loss
+
+
+def _copy_list(value: Any) -> Any:
+    """A shallow copy of a history list from the state (``None`` stays ``None``), so the
+    step can update it and store it only when it succeeds."""
+    return list(value) if value is not None else None
+
+
 class LBFGS(Optimizer):
     r"""L-BFGS (``torch.optim.LBFGS``), heavily inspired by minFunc, with torch's optional
     strong-Wolfe line search.
 
     All parameters form one flat vector :math:`x` (complex ones as (real, imag) pairs) and
-    their gradients one flat vector :math:`g`. ``step(closure)`` runs up to ``max_iter``
-    iterations of
+    their gradients one flat vector :math:`g`. ``step(closure)`` gathers them and calls
+    the rule :func:`lbfgs_step` (also in :mod:`refoptim.functional`), which runs up to
+    ``max_iter`` iterations of
 
     .. math::
         \begin{aligned}
@@ -405,6 +759,11 @@ class LBFGS(Optimizer):
       suite measures (``thresholds.ONE_STEP_REL["LBFGS"]``) and which L-BFGS can amplify
       on ill-conditioned problems (torch against itself with another summation order
       spreads as far; see ``docs/conformance.md``). ``max|g|`` is exact in any order.
+    * Parameters of different dtypes (say float32 and float64) form one flat vector of the
+      promoted dtype, as in torch; after every move (and at every trial point of the line
+      search) each parameter's part is rounded to the parameter's dtype, as torch's
+      ``p.add_(update, alpha=t)`` rounds each parameter at every move, so the next move
+      starts from the rounded value, as in torch.
     """
 
     def __init__(
@@ -464,23 +823,42 @@ class LBFGS(Optimizer):
         xp = array_namespace(views[0])
         return xp.concat(views, axis=0)
 
-    def _add_grad(self, step_size: Any, update: Any) -> None:
-        """torch's ``_add_grad``: ``p.add_(update[offset:offset + numel].view_as(p),
-        alpha=step_size)`` for each parameter (a fused multiply-add; complex parameters
-        as (real, imag) pairs). A 0-d array step size is read as a Python float, as torch
-        reads a tensor ``alpha``."""
-        alpha = scalar(step_size)
+    def _gather_flat_param(self) -> Any:
+        """The parameters as the flat vector :func:`lbfgs_step` moves: each flattened
+        (complex as (real, imag) pairs) and concatenated, in the order of
+        :meth:`_gather_flat_grad`."""
+        views = []
+        for p in self._params:
+            xp = array_namespace(p.data)
+            v = view_as_real(xp, p.data) if is_complex(xp, p.data) else p.data
+            views.append(xp.reshape(v, (-1,)))
+        xp = array_namespace(views[0])
+        return xp.concat(views, axis=0)
+
+    def _set_flat_param(self, flat: Any) -> None:
+        """Store the flat vector's values into the parameters (in place where they are
+        writeable). torch moves each parameter with ``p.add_(update.view_as(p),
+        alpha=t)``; :func:`lbfgs_step` makes the same fused multiply-add on the flat
+        vector, element by element, so the values are the same bits."""
         offset = 0
         for p in self._params:
             xp = array_namespace(p.data)
             if is_complex(xp, p.data):
-                pairs = view_as_real(xp, p.data)
-                n = numel(pairs)
-                pairs = add_(pairs, xp.reshape(update[offset : offset + n], pairs.shape), alpha=alpha)
-                (p.data,) = back_to_complex(xp, (p.data,), (pairs,))
+                shape = tuple(p.data.shape) + (2,)
+                n = numel(p.data) * 2
+                value = view_as_complex(xp, xp.reshape(flat[offset : offset + n], shape))
             else:
                 n = numel(p.data)
-                p.data = add_(p.data, xp.reshape(update[offset : offset + n], p.data.shape), alpha=alpha)
+                value = xp.reshape(flat[offset : offset + n], p.data.shape)
+            if value.dtype != p.data.dtype:
+                # parameters of mixed dtypes: the flat vector has the promoted dtype
+                value = xp.astype(value, p.data.dtype)
+            data = assign(p.data, value)
+            if data is value:
+                # not written in place (an immutable array): never alias the flat vector,
+                # which the rule goes on updating
+                data = xp.asarray(value, copy=True)
+            p.data = data
             offset += n
 
     def _clone_param(self) -> list[Any]:
@@ -491,15 +869,6 @@ class LBFGS(Optimizer):
         """torch's ``_set_param``: copy saved values back into the parameters."""
         for p, pdata in zip(self._params, params_data, strict=True):
             p.data = assign(p.data, pdata)
-
-    def _directional_evaluate(self, closure: Callable[[], Any], x: list[Any], t: Any, d: Any) -> tuple[float, Any]:
-        """torch's ``_directional_evaluate``: loss and flat gradient at ``x + t d``, then the
-        parameters back to ``x``."""
-        self._add_grad(t, d)
-        loss = float(closure())
-        flat_grad = self._gather_flat_grad()
-        self._set_param(x)
-        return loss, flat_grad
 
     # ------------------------------------------------------------------ stepping
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
@@ -532,176 +901,55 @@ class LBFGS(Optimizer):
             raise
 
     def _step(self, closure: Callable[[], Any], state: dict[str, Any]) -> Any:
-        """The body of :meth:`step`, in the order of torch's ``LBFGS.step``."""
+        """The body of :meth:`step`: the parameters gathered into one flat vector, moved
+        by :func:`lbfgs_step` (the rule, shared with :mod:`refoptim.functional`), whose
+        ``loss_and_grad`` puts a point into the parameters, calls the closure and gathers
+        the gradients, as torch's closure calls and ``_directional_evaluate`` do."""
         group = self.param_groups[0]
-        lr = to_scalar(group["lr"])
-        max_iter = group["max_iter"]
-        max_eval = group["max_eval"]
-        tolerance_grad = group["tolerance_grad"]
-        tolerance_change = group["tolerance_change"]
-        line_search_fn = group["line_search_fn"]
-        history_size = group["history_size"]
 
-        # LBFGS has only global state, kept as the first parameter's state.
-        state.setdefault("func_evals", 0)
-        state.setdefault("n_iter", 0)
+        def loss_and_grad(flat: Any) -> tuple[Any, Any]:
+            self._set_flat_param(flat)
+            loss = closure()
+            return loss, self._gather_flat_grad()
 
-        # evaluate initial f(x) and df/dx
-        orig_loss = closure()
-        loss = float(orig_loss)
-        current_evals = 1
-        state["func_evals"] += 1
-
-        flat_grad = self._gather_flat_grad()
-        xp = array_namespace(flat_grad)
-        opt_cond = _abs_max(xp, flat_grad) <= tolerance_grad
-
-        # optimal condition
-        if opt_cond:
-            return orig_loss
-
-        # arrays cached in state
-        d = state.get("d")
-        t = state.get("t")
-        old_dirs = state.get("old_dirs")
-        old_stps = state.get("old_stps")
-        ro = state.get("ro")
-        H_diag = state.get("H_diag")
-        prev_flat_grad = state.get("prev_flat_grad")
-        prev_loss = state.get("prev_loss")
-
-        n_iter = 0
-        # optimize for a max of max_iter iterations
-        while n_iter < max_iter:
-            # keep track of nb of iterations
-            n_iter += 1
-            state["n_iter"] += 1
-
-            # ---------------------------------------------------------- direction
-            if state["n_iter"] == 1:
-                d = -flat_grad
-                old_dirs = []
-                old_stps = []
-                ro = []
-                H_diag = 1
-            else:
-                # do lbfgs update (update memory)
-                y = flat_grad - prev_flat_grad
-                s = _mul(xp, d, t)
-                ys = _dot(xp, y, s)  # y*s
-                if ys > 1e-10:
-                    # updating memory
-                    if len(old_dirs) == history_size:
-                        # shift history by one (limited-memory)
-                        old_dirs.pop(0)
-                        old_stps.pop(0)
-                        ro.pop(0)
-
-                    # store new direction/step
-                    old_dirs.append(y)
-                    old_stps.append(s)
-                    ro.append(_as_state(xp, 1.0 / ys))
-
-                    # update scale of initial Hessian approximation
-                    H_diag = _as_state(xp, ys / _dot(xp, y, y))  # (y*y)
-
-                # the approximate (L-BFGS) inverse Hessian times the gradient
-                num_old = len(old_dirs)
-
-                if "al" not in state:
-                    state["al"] = [None] * history_size
-                al = state["al"]
-
-                # iteration in L-BFGS loop collapsed to use just one buffer
-                q = -flat_grad
-                for i in range(num_old - 1, -1, -1):
-                    al[i] = _as_state(xp, _dot(xp, old_stps[i], q) * ro[i])
-                    q = add_(q, old_dirs[i], alpha=-float(al[i]))
-
-                # multiply by initial Hessian; r/d is the final direction
-                d = r = _mul(xp, q, H_diag)
-                for i in range(num_old):
-                    be_i = _dot(xp, old_dirs[i], r) * ro[i]
-                    r = add_(r, old_stps[i], alpha=float(al[i] - be_i))
-                d = r
-
-            # torch: prev_flat_grad = flat_grad.clone() the first time, then
-            # prev_flat_grad.copy_(flat_grad); a fresh copy is the same values
-            prev_flat_grad = xp.asarray(flat_grad, copy=True)
-            prev_loss = loss
-
-            # ---------------------------------------------------------- step length
-            # reset initial guess for step size
-            if state["n_iter"] == 1:
-                t = min(1.0, 1.0 / _reduce.sum_abs(xp, flat_grad)) * lr
-            else:
-                t = lr
-
-            # directional derivative
-            gtd = _dot(xp, flat_grad, d)  # g * d
-
-            # directional derivative is below tolerance
-            if gtd > -tolerance_change:
-                break
-
-            # optional line search: user function
-            ls_func_evals = 0
-            if line_search_fn is not None:
-                # perform line search, using user function
-                if line_search_fn != "strong_wolfe":
-                    raise RuntimeError("only 'strong_wolfe' is supported")
-                x_init = self._clone_param()
-
-                def obj_func(x: list[Any], t: Any, d: Any) -> tuple[float, Any]:
-                    return self._directional_evaluate(closure, x, t, d)
-
-                loss, flat_grad, t, ls_func_evals = strong_wolfe(
-                    obj_func, x_init, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals
-                )
-                self._add_grad(t, d)
-                opt_cond = _abs_max(xp, flat_grad) <= tolerance_grad
-            else:
-                # no line search, simply move with fixed-step
-                self._add_grad(t, d)
-                if n_iter != max_iter:
-                    # re-evaluate function only if not in last iteration (in a stochastic
-                    # setting, no use to re-evaluate that function here)
-                    loss = float(closure())
-                    flat_grad = self._gather_flat_grad()
-                    opt_cond = _abs_max(xp, flat_grad) <= tolerance_grad
-                    ls_func_evals = 1
-
-            # update func eval
-            current_evals += ls_func_evals
-            state["func_evals"] += ls_func_evals
-
-            # ---------------------------------------------------------- conditions
-            if n_iter == max_iter:
-                break
-
-            if current_evals >= max_eval:
-                break
-
-            # optimal condition
-            if opt_cond:
-                break
-
-            # lack of progress
-            if _abs_max(xp, _mul(xp, d, t)) <= tolerance_change:
-                break
-
-            if abs(loss - prev_loss) < tolerance_change:
-                break
-
-        state["d"] = d
-        state["t"] = _as_state(xp, t)
-        state["old_dirs"] = old_dirs
-        state["old_stps"] = old_stps
-        state["ro"] = ro
-        state["H_diag"] = H_diag
-        state["prev_flat_grad"] = prev_flat_grad
-        state["prev_loss"] = prev_loss
+        flat, orig_loss = _lbfgs(
+            self._gather_flat_param(),
+            loss_and_grad,
+            state,
+            lr=group["lr"],
+            max_iter=group["max_iter"],
+            max_eval=group["max_eval"],
+            tolerance_grad=group["tolerance_grad"],
+            tolerance_change=group["tolerance_change"],
+            history_size=group["history_size"],
+            line_search_fn=group["line_search_fn"],
+            settle=self._settle,
+        )
+        self._set_flat_param(flat)
         return orig_loss
+
+    def _settle(self, flat: Any) -> Any:
+        """``flat`` with each parameter's part rounded to the parameter's dtype where it is
+        narrower than the flat vector's (parameters of mixed dtypes): torch moves each
+        parameter with ``p.add_(update, alpha=t)``, computed in the promoted dtype and
+        rounded to ``p``'s at every move, so later moves start from rounded values. The
+        identity when every parameter has the vector's dtype (the usual case)."""
+        xp = array_namespace(flat)
+        pieces, offset, narrowed = [], 0, False
+        for p in self._params:
+            n = numel(p.data) * (2 if is_complex(xp, p.data) else 1)
+            piece = flat[offset : offset + n]
+            real = p.data.dtype
+            if is_complex(xp, p.data):
+                real = xp.float32 if real == xp.complex64 else xp.float64
+            if real != flat.dtype:
+                piece = xp.astype(xp.astype(piece, real), flat.dtype)
+                narrowed = True
+            pieces.append(piece)
+            offset += n
+        if not narrowed:
+            return flat
+        return assign(flat, xp.concat(pieces, axis=0))
 
 
 def _as_state(xp: Any, value: Any) -> Any:

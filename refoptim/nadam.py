@@ -38,14 +38,14 @@ def nadam_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    momentum_decay: float,
-    decoupled_weight_decay: bool,
-    maximize: bool,
+    lr: Any = 2e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0,
+    momentum_decay: float = 4e-3,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
 ) -> Any:
     r"""One NAdam update of one parameter, in the order of torch's ``_single_tensor_nadam``.
 

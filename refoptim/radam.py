@@ -36,13 +36,13 @@ def radam_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    decoupled_weight_decay: bool,
-    maximize: bool,
+    lr: Any = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
 ) -> Any:
     r"""One RAdam update of one parameter, in the order of torch's ``_single_tensor_radam``.
 

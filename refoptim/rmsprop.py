@@ -40,13 +40,13 @@ def rmsprop_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool,
-    maximize: bool,
+    lr: Any = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0,
+    momentum: float = 0,
+    centered: bool = False,
+    maximize: bool = False,
 ) -> Any:
     r"""One RMSprop update of one parameter, in the order of torch's ``_single_tensor_rmsprop``.
 

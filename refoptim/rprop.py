@@ -43,11 +43,11 @@ def rprop_step(
     grad: Any,
     state: dict[str, Any],
     *,
-    step_size_min: float,
-    step_size_max: float,
-    etaminus: float,
-    etaplus: float,
-    maximize: bool,
+    step_size_min: float = 1e-6,
+    step_size_max: float = 50,
+    etaminus: float = 0.5,
+    etaplus: float = 1.2,
+    maximize: bool = False,
 ) -> Any:
     r"""One Rprop update of one parameter, in the order of torch's ``_single_tensor_rprop``.
 

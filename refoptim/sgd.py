@@ -9,7 +9,7 @@ from ._primitives import add, add_, mul_
 from .optimizer import Optimizer
 from .sparse import SparseGrad, add_sparse_
 
-__all__ = ["SGD", "sgd_step"]
+__all__ = ["SGD", "sgd_init", "sgd_step"]
 
 _FLAGS_DOC = r"""
     ``foreach``, ``fused`` and ``differentiable`` pick one of torch's implementations;
@@ -21,17 +21,29 @@ _FLAGS_DOC = r"""
 """
 
 
+def sgd_init(param: Any, momentum: float = 0) -> dict[str, Any]:
+    """The state SGD starts a parameter with: none, ``{}``, with or without momentum.
+
+    torch keeps ``momentum_buffer`` only when ``momentum != 0`` and creates it at the
+    parameter's first step, as a copy of that step's gradient (so dampening skips the
+    first step), not as zeros; :func:`sgd_step` does the same. ``momentum`` is accepted
+    so the call reads like the other ``*_init`` functions; ``param`` must be an array.
+    """
+    array_namespace(param)  # an array of an Array API library, or TypeError
+    return {}
+
+
 def sgd_step(
     param: Any,
     grad: Any,
     state: dict[str, Any],
     *,
-    lr: Any,
-    momentum: float,
-    dampening: float,
-    weight_decay: Any,
-    nesterov: bool,
-    maximize: bool,
+    lr: Any = 1e-3,
+    momentum: float = 0,
+    dampening: float = 0,
+    weight_decay: Any = 0,
+    nesterov: bool = False,
+    maximize: bool = False,
 ) -> Any:
     r"""One SGD update of one parameter, in the order of torch's ``_single_tensor_sgd``.
 

@@ -34,11 +34,11 @@ def sparse_adam_step(
     grad: SparseGrad,
     state: dict[str, Any],
     *,
-    lr: Any,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    maximize: bool,
+    lr: Any = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    maximize: bool = False,
 ) -> Any:
     r"""One SparseAdam update of one parameter, in the order of torch's
     ``torch.optim._functional.sparse_adam``.
