@@ -34,7 +34,7 @@ from .inputs import SPARSE_OBJECTIVES as OBJECTIVES
 from .inputs import SPARSE_SHAPES as SHAPES
 from .inputs import sparse_configs as configs
 from .matrix import Config
-from .metrics import relative_error, ulp_error
+from .metrics import relative_error, ulp_error, update_ulp_error
 from .runner import Result, _group_key_errors
 from .torch_adapter import (
     NUMPY_DTYPES,
@@ -245,9 +245,13 @@ def _run(cfg: Config) -> Result:
         r_state = forced_opt.state_dict()["state"]
         for i, (tp, fp, dg) in enumerate(zip(t_params, forced, dense_grads)):
             operands = [t_before[i]] + ([dg] if dg is not None else [])
-            err = ulp_error(np.asarray(fp.data), from_torch(tp), *operands)
+            ours, theirs = np.asarray(fp.data), from_torch(tp)
+            err = ulp_error(ours, theirs, *operands)
             if err > result.param_ulp:
                 result.param_ulp, result.param_where = err, f"step {step + 1}, param {names[i]}"
+            err = update_ulp_error(ours, theirs, t_before[i])
+            if err > result.update_ulp:
+                result.update_ulp, result.update_where = err, f"step {step + 1}, param {names[i]}"
             t_entry = t_state.get(ids[i], {})
             r_entry = r_state.get(ids[i], {})
             if step in (0, cfg.steps - 1) or not set(t_entry) <= set(r_entry):
