@@ -196,3 +196,11 @@ def test_the_sensitivity_section_is_reported_and_never_fails(monkeypatch, capsys
     assert todo[0].short_id in section and "refoptim misses where the twin does not (not gating)" in section
     assert todo[1].short_id not in section
     assert "total: 1 passed, 0 failed, 1 in the sensitivity section (not gating)" in text
+
+
+def test_the_runner_draws_the_public_torch_free_inputs():
+    """The torch runner, compare and the golden corpus draw one seeded source
+    (refoptim.testing.inputs): they cannot drift apart."""
+    from refoptim.testing import inputs, runner
+
+    assert runner.Gradients is inputs.Gradients and runner.initial_values is inputs.initial_values
