@@ -146,8 +146,8 @@ def format_preamble(reference: str = "torch") -> str:
                 for name, limits in thresholds.ONE_STEP_REL.items()
             ),
             "update: the parameter's one-step error in ULP of the update's own scale (- for relative figures); "
-            "trajectory: relative error after the last free-running step; id: the configuration's short id "
-            "(--only ID reruns it)",
+            "trajectory: relative error after the last free-running step; id: the configuration's short id"
+            + (" (--only ID reruns it)" if reference == "torch" else ""),
         ]
     )
 
