@@ -35,6 +35,7 @@ parameters stay in the calling thread: their cost is Python's, which threads sha
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -230,6 +231,23 @@ def _fits(param: Any, grad: Any, state: dict[str, Any]) -> bool:
     return all(_flat_ok(v) for v in state.values() if is_array(v) and tuple(v.shape) == shape)
 
 
+def _size(x: Any) -> int | None:
+    """The number of elements of ``x``, counted from its shape (``x.size`` is a method on
+    torch tensors, and the Array API allows ``None`` for a size or a dimension not known
+    yet, as Dask's); None when it is not known."""
+    shape = getattr(x, "shape", None)
+    if shape is None or any(d is None for d in shape):
+        return None
+    return math.prod(int(d) for d in shape)
+
+
+def _count(x: Any) -> int:
+    """:func:`_size` of an array the fast path already accepted (its shape is known)."""
+    size = _size(x)
+    assert size is not None
+    return size
+
+
 def can_chunk(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = None) -> bool:
     """True when running the rule piece by piece is possible and worth it: more than two
     pieces' worth of elements, and the parameter, the gradient and every full-size state
@@ -237,7 +255,7 @@ def can_chunk(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = 
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     if chunk <= 0 or not is_array(grad):
         return False
-    size = getattr(param, "size", None)
+    size = _size(param)
     if size is None or size <= 2 * chunk:
         return False
     return _fits(param, grad, state)
@@ -273,7 +291,7 @@ def chunked_update(
     for param, grad, state in items:
         flat_p, flat_g, full = _flat_parts(param, grad, state)
         scalars = {k: v for k, v in state.items() if k not in full}
-        jobs.append((flat_p, flat_g, full, scalars, int(param.size)))
+        jobs.append((flat_p, flat_g, full, scalars, _count(param)))
     total = sum(job[4] for job in jobs)
     threads = _threads_for(items[0][0], total)
     results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
@@ -353,7 +371,7 @@ def group_key(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = 
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     if chunk <= 0 or not is_array(grad):
         return None
-    size = getattr(param, "size", None)
+    size = _size(param)
     shape = getattr(param, "shape", None)
     if size is None or size == 0 or size > 2 * chunk or not shape:
         return None
@@ -422,11 +440,11 @@ def grouped_update(
         run: list[tuple[Any, Any, dict[str, Any]]] = []
         size = 0
         for item in bucket:
-            if run and size + int(item[0].size) > limit:
+            if run and size + _count(item[0]) > limit:
                 runs.append(run)
                 run, size = [], 0
             run.append(item)
-            size += int(item[0].size)
+            size += _count(item[0])
         runs.append(run)
     for run in runs:
         _update_run(update, run, group)
@@ -454,7 +472,7 @@ def _update_run(update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], gr
     ]
     offsets = [0]
     for param, _, _ in run:
-        offsets.append(offsets[-1] + int(param.size))
+        offsets.append(offsets[-1] + _count(param))
     total = offsets[-1]
     state: dict[str, Any] = {k: _copy(xp, first_state[k]) for k in scalar_keys}
     for j, key in enumerate(full_keys):
