@@ -57,7 +57,6 @@ and sparse gradients (SparseAdam; SGD and Adagrad with sparse gradients).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import struct
@@ -73,7 +72,16 @@ import refoptim
 
 from ._backend import is_array
 from .testing import inputs, thresholds
-from .testing.matrix import DTYPES, EXTENSIONS, SHAPES, Config, configs, optimizer_names
+from .testing.matrix import (
+    DTYPES,
+    EXTENSIONS,
+    IMPLEMENTATION_FLAGS,
+    SHAPES,
+    Config,
+    configs,
+    constructor_defaults,
+    optimizer_names,
+)
 
 __all__ = [
     "COVERED_EXTENSIONS",
@@ -101,8 +109,9 @@ MANIFEST = "manifest.json"
 SCHEMA_PATH = Path(__file__).resolve().parent / "testing" / "golden.schema.json"
 DIGESTS_PATH = Path(__file__).resolve().parent / "testing" / "golden_digests.json"
 
-FLAGS = ("foreach", "fused", "capturable", "differentiable")
-"""Constructor flags that only pick one of torch's implementations: not in the manifest."""
+FLAGS = IMPLEMENTATION_FLAGS
+"""Constructor flags that only pick one of torch's implementations: not in the manifest
+(:data:`refoptim.testing.matrix.IMPLEMENTATION_FLAGS`)."""
 
 COVERED_EXTENSIONS = ("Adafactor",)
 """Optimizers of ``matrix.EXTENSIONS`` the corpus covers (besides the elementwise ones)."""
@@ -161,12 +170,7 @@ def _json_value(value: Any) -> Any:
 def full_options(cfg: Config) -> dict[str, Any]:
     """Every constructor option of ``cfg`` with torch's keyword names: the class signature's
     defaults (torch's), overridden by the configuration's, without :data:`FLAGS`."""
-    signature = inspect.signature(inputs.refoptim_class(cfg.optimizer))
-    options = {
-        name: p.default
-        for name, p in signature.parameters.items()
-        if name != "params" and name not in FLAGS and p.default is not inspect.Parameter.empty
-    }
+    options = constructor_defaults(cfg.optimizer)
     options.update({k: v for k, v in cfg.options.items() if k not in FLAGS})
     return {k: _json_value(v) for k, v in options.items()}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from refoptim.testing import table, thresholds
-from refoptim.testing.matrix import Config, _constructor_defaults, _same_value, configs
+from refoptim.testing.matrix import IMPLEMENTATION_FLAGS, Config, _same_value, configs, constructor_defaults
 from refoptim.testing.results import Result, Spread
 
 ALL = configs()
@@ -59,12 +59,15 @@ def test_same_value_is_strict_about_types():
     assert _same_value(0.0, 0) and _same_value((0.9, 0.999), (0.9, 0.999))
     assert not _same_value(False, 0) and not _same_value(np.asarray(0.001), 0.001)
     assert not _same_value(None, 0) and _same_value(None, None)
-    assert "foreach" in _constructor_defaults("Adam") and _constructor_defaults("SGD")["lr"] == 1e-3
+    defaults = constructor_defaults("Adam")
+    assert not IMPLEMENTATION_FLAGS & set(defaults) and constructor_defaults("SGD")["lr"] == 1e-3
+    defaults["lr"] = 1.0  # a new dict per call: the cached one is not touched
+    assert constructor_defaults("Adam")["lr"] == 1e-3
 
 
 def _effective(cfg):
     """What the optimizer is built with: the options over the constructor's defaults."""
-    defaults = _constructor_defaults(cfg.optimizer)
+    defaults = constructor_defaults(cfg.optimizer)
     merged = {**defaults, **cfg.options}
     return {k: v for k, v in merged.items() if not (k in defaults and _same_value(v, defaults[k]))}
 

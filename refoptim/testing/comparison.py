@@ -43,7 +43,6 @@ sparse gradients have their own harnesses and are not.
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,10 +71,6 @@ __all__ = [
 
 ELEMENTWISE = ("SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop")
 """The optimizers :func:`compare` covers: those whose rule acts on each element on its own."""
-
-_FLAGS = ("foreach", "fused", "capturable", "differentiable")
-"""Constructor flags that only pick one of torch's implementations: never passed to a candidate."""
-
 
 class Unsupported(Exception):
     """Raised by a candidate (or its ``init``) for a configuration it cannot express, e.g.
@@ -156,15 +151,10 @@ class Stateful:
     write: Callable[[dict[str, Any], Any], Any]
 
 
-def torch_defaults(optimizer: str) -> dict[str, Any]:
-    """torch's constructor keywords of ``optimizer`` with their defaults (refoptim mirrors
-    torch's signatures), without the flags that pick an implementation."""
-    signature = inspect.signature(refoptim_class(optimizer).__init__)
-    return {
-        name: p.default
-        for name, p in signature.parameters.items()
-        if name not in ("self", "params", *_FLAGS) and p.default is not inspect.Parameter.empty
-    }
+torch_defaults = matrix.constructor_defaults
+"""torch's constructor keywords of an optimizer with their defaults, without the flags that
+pick an implementation (:func:`refoptim.testing.matrix.constructor_defaults`): what a
+candidate gets, completed by a configuration's options."""
 
 
 # ----------------------------------------------------------------------------- report
@@ -395,9 +385,6 @@ class _Adapter:
             return state
         return self.to_candidate(torch_state, options)
 
-    def fresh(self, param: np.ndarray, options: dict[str, Any]) -> Any:
-        return self.candidate.init(param.copy(), **options) if self.stateful else {}
-
     def step(self, param: np.ndarray, grad: np.ndarray, state: Any, options: dict[str, Any]) -> tuple[np.ndarray, Any]:
         fn = self.candidate.update if self.stateful else self.candidate
         new_param, new_state = fn(param, grad, state, **copy.deepcopy(options))
@@ -409,7 +396,7 @@ def _options_per_param(optimizer: Any, params: list[Any]) -> list[dict[str, Any]
     out = []
     for p in params:
         group = next(g for g in optimizer.param_groups if any(q is p for q in g["params"]))
-        out.append({k: v for k, v in group.items() if k != "params" and k not in _FLAGS})
+        out.append({k: v for k, v in group.items() if k != "params" and k not in matrix.IMPLEMENTATION_FLAGS})
     return out
 
 
@@ -486,7 +473,7 @@ def _run(adapter: _Adapter, cfg: Config, shapes: tuple[Any, ...]) -> Result:
                 if g is None:
                     continue
                 if free_state[i] is None:
-                    free_state[i] = adapter.fresh(free[i], options[i])
+                    free_state[i] = adapter.start(free[i], options[i], {})
                 free[i], free_state[i] = adapter.step(free[i], g.copy(), free_state[i], options[i])
             trajectory.append(
                 max((relative_error(f, np.asarray(p.data)) for f, p in zip(free, params)), default=0.0)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Config", "DTYPES", "OBJECTIVES", "SHAPES", "configs", "optimizer_names"]
+__all__ = ["Config", "DTYPES", "IMPLEMENTATION_FLAGS", "OBJECTIVES", "SHAPES", "configs", "constructor_defaults", "optimizer_names"]
 
 DTYPES = ("float32", "float64", "complex64")
 """Dtypes every configuration runs in."""
@@ -95,7 +95,7 @@ class Config:
         parts = [
             f"{k}={_brief(v)}"
             for k, v in self.options.items()
-            if k not in _IMPLEMENTATION_FLAGS and not (k in defaults and _same_value(v, defaults[k]))
+            if k not in IMPLEMENTATION_FLAGS and not (k in defaults and _same_value(v, defaults[k]))
         ]
         text = ", ".join(parts)
         if self.groups:
@@ -108,21 +108,27 @@ class Config:
         return text
 
 
-_IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
-"""Constructor flags that pick one of torch's implementations, left out of
-:attr:`Config.brief_label`."""
+IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
+"""Constructor flags that pick one of torch's implementations: left out of
+:attr:`Config.brief_label`, of :func:`constructor_defaults`, of the options
+:func:`refoptim.testing.compare` passes a candidate and of the golden corpus's manifest."""
+
+
+def constructor_defaults(optimizer: str) -> dict[str, Any]:
+    """torch's constructor keywords of ``optimizer`` with their defaults (refoptim's class
+    signature, which mirrors torch's), without :data:`IMPLEMENTATION_FLAGS`: a new dict."""
+    return dict(_constructor_defaults(optimizer))
 
 
 @functools.lru_cache(maxsize=None)
 def _constructor_defaults(optimizer: str) -> dict[str, Any]:
-    """The keyword defaults of refoptim's ``optimizer`` constructor (torch's, by parity)."""
     from .inputs import refoptim_class
 
     signature = inspect.signature(refoptim_class(optimizer).__init__)
     return {
         name: p.default
         for name, p in signature.parameters.items()
-        if p.default is not inspect.Parameter.empty
+        if name not in IMPLEMENTATION_FLAGS and p.default is not inspect.Parameter.empty
     }
 
 
