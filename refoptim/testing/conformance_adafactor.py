@@ -25,7 +25,8 @@ from .inputs import ADAFACTOR_SHAPES as SHAPES
 from .inputs import adafactor_configs as configs
 from .matrix import Config
 from .metrics import relative_error, step_relative_error
-from .runner import Result, _Gradients, _group_key_errors, _layout_errors
+from .inputs import Gradients
+from .runner import Result, _group_key_errors, _layout_errors
 from .torch_adapter import (
     TORCH_DTYPES,
     Twin,
@@ -90,7 +91,7 @@ def run_config(cfg: Config, ulp: dict[str, float] | None = None) -> Result:
     twin = build_twin(cfg, values)
     forced = build_refoptim(cfg, values)
     free = build_refoptim(cfg, values)
-    gradients = _Gradients(cfg, values)
+    gradients = Gradients(cfg, values)
     ids = {id(p): k for k, p in enumerate(p for g in twin.optimizer.param_groups for p in g["params"])}
     state_id = [ids[id(p)] for p in twin.params]
     worst_ulp = {"param": 0.0, "state": 0.0}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import backends
-from .inputs import Gradients, has_grad, rosenbrock_grad
+from .inputs import Gradients
 from .matrix import SHAPES, Config, extension_for
 from .metrics import relative_error, ulp_error, update_ulp_error
 from .results import Result, Spread
@@ -34,9 +34,6 @@ from .torch_adapter import (
 )
 
 __all__ = ["Result", "Spread", "run_config"]
-
-# the old private names, for the harnesses that import them from here
-_Gradients, _has_grad, _rosenbrock_grad = Gradients, has_grad, rosenbrock_grad
 
 
 # ----------------------------------------------------------------------- comparison
