@@ -207,3 +207,20 @@ def run_functional(cls: type, cfg: dict, xp: Any, init: np.ndarray, grads: list[
     for g in grads:
         w = fn(w, as_xp(xp, g), state, **hyper)
     return w, state
+
+
+# A script for ``python -c``: runs refoptim's CLI with every import of torch refused (a meta-path finder: a ``None`` in
+# ``sys.modules`` would break array-api-compat, which looks torch up there).
+NO_TORCH = """
+import sys
+
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked for this test")
+        return None
+
+sys.meta_path.insert(0, _NoTorch())
+from refoptim.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""

@@ -23,23 +23,10 @@ import pytest
 
 from refoptim import fingerprint as fpm
 
+from _support import NO_TORCH
+
 ROOT = Path(__file__).resolve().parent.parent
 
-# Runs the CLI with every import of torch refused (a meta-path finder: a ``None`` in
-# ``sys.modules`` would break array-api-compat, which looks torch up there).
-NO_TORCH = """
-import sys
-
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked for this test")
-        return None
-
-sys.meta_path.insert(0, _NoTorch())
-from refoptim.__main__ import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 def npy_feature_groups() -> tuple[list[str], list[str]]:
     """The names ``NPY_DISABLE_CPU_FEATURES`` accepts for the AVX-512 group and for the

@@ -29,24 +29,12 @@ from refoptim import golden
 from refoptim.__main__ import main
 from refoptim.fingerprint import numpy_dispatch_groups
 
+from _support import NO_TORCH
+
 ROOT = Path(__file__).resolve().parent.parent
 C_SOURCE = ROOT / "conformance" / "golden" / "check_adam.c"
 ADAM_KEY = "optimizers=Adam dtypes=float32,float64,complex64 steps=50"
 
-# Runs the CLI with every import of torch refused (as tests/test_fingerprint.py does).
-NO_TORCH = """
-import sys
-
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked for this test")
-        return None
-
-sys.meta_path.insert(0, _NoTorch())
-from refoptim.__main__ import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def _variants() -> dict[str, dict[str, str]]:
