@@ -923,32 +923,35 @@ class LBFGS(Optimizer):
             tolerance_change=group["tolerance_change"],
             history_size=group["history_size"],
             line_search_fn=group["line_search_fn"],
-            settle=self._settle,
+            # parameters of one dtype (the usual case) need no rounding between moves
+            settle=self._settle if len({self._real_dtype(p.data) for p in self._params}) > 1 else None,
         )
         self._set_flat_param(flat)
         return orig_loss
 
+    def _real_dtype(self, x: Any) -> Any:
+        """The dtype of ``x``'s part of the flat vector (complex as its real pairs)."""
+        xp = array_namespace(x)
+        if is_complex(xp, x):
+            return xp.float32 if x.dtype == xp.complex64 else xp.float64
+        return x.dtype
+
     def _settle(self, flat: Any) -> Any:
         """``flat`` with each parameter's part rounded to the parameter's dtype where it is
-        narrower than the flat vector's (parameters of mixed dtypes): torch moves each
-        parameter with ``p.add_(update, alpha=t)``, computed in the promoted dtype and
-        rounded to ``p``'s at every move, so later moves start from rounded values. The
-        identity when every parameter has the vector's dtype (the usual case)."""
+        narrower than the flat vector's. Used only for parameters of mixed dtypes: torch
+        moves each parameter with ``p.add_(update, alpha=t)``, computed in the promoted
+        dtype and rounded to ``p``'s at every move, so later moves start from rounded
+        values."""
         xp = array_namespace(flat)
-        pieces, offset, narrowed = [], 0, False
+        pieces, offset = [], 0
         for p in self._params:
             n = numel(p.data) * (2 if is_complex(xp, p.data) else 1)
             piece = flat[offset : offset + n]
-            real = p.data.dtype
-            if is_complex(xp, p.data):
-                real = xp.float32 if real == xp.complex64 else xp.float64
+            real = self._real_dtype(p.data)
             if real != flat.dtype:
                 piece = xp.astype(xp.astype(piece, real), flat.dtype)
-                narrowed = True
             pieces.append(piece)
             offset += n
-        if not narrowed:
-            return flat
         return assign(flat, xp.concat(pieces, axis=0))
 
 

@@ -409,7 +409,20 @@ def test_lbfgs_class_calls_the_rule(monkeypatch):
     settle = calls[0].pop("settle")
     assert calls[0] == dict(lr=1, max_iter=3, max_eval=3, tolerance_grad=1e-7, tolerance_change=1e-9,
                             history_size=4, line_search_fn=None)
+    assert settle is None  # one dtype: nothing to round between moves
+    calls.clear()
+    # float32 beside float64: the class rounds the float32 part at every move
+    params = [refoptim.Parameter(np.ones(3, dtype=np.float32)), refoptim.Parameter(np.ones(2))]
+
+    def closure():
+        for p in params:
+            p.grad = 2 * p.data
+        return float(sum(np.sum(p.data.astype(np.float64) ** 2) for p in params))
+
+    refoptim.LBFGS(params, max_iter=3).step(closure)
+    settle = calls[0]["settle"]
     assert settle is not None
+    assert settle(np.array([1 / 3, 1 / 3, 1 / 3, 1 / 3, 1 / 3]))[:3].tolist() == [float(np.float32(1 / 3))] * 3
     calls.clear()
     x = x0.copy()
     F.lbfgs_step(x, objective, F.lbfgs_init(x), max_iter=3)  # the public rule: the same body
