@@ -139,7 +139,10 @@ def round_to_bfloat16(x: Any) -> Any:
     hi = xp.where(big, hi * 2.0**32, hi)
     lo = (x + _MAGIC) - _MAGIC
     out = xp.where(ax < _SMALL, lo, hi)
-    out = xp.copysign(out, x)
+    # The sign of x, for the zeros the split loses (-0.0, and negatives that round to
+    # zero); a non-zero result already has it. (Not xp.copysign: not every Array API
+    # library has it, ndonnx for one.)
+    out = xp.where(out == 0, x * 0.0, out)
     # inf and nan: the split gives nan for inf; keep both as they are.
     return xp.where(xp.isfinite(x), out, x)
 
