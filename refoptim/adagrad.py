@@ -21,6 +21,7 @@ from ._backend import (
     view_as_real,
 )
 from ._primitives import add, addcdiv_, addcmul_
+from ._schedule_scalars import step_count
 from .optimizer import Optimizer
 from .sparse import SparseGrad, gather_rows, scatter_rows
 
@@ -83,7 +84,7 @@ def adagrad_step(
     step_t = state["step"]
     step_t += 1
     state["step"] = step_t
-    step = float(step_t)
+    step = step_count(step_t)  # float(step_t); a stand-in under jax.jit (see _schedule_scalars)
     if maximize:
         grad = -grad
 
@@ -131,6 +132,71 @@ def _complex_square(xp: Any, z: Any) -> Any:
     return view_as_complex(xp, xp.stack([a * a - b * b, ab + ab], axis=-1))
 
 
+def _complex64_parts(xp: Any, z: Any) -> tuple[Any, Any]:
+    """The real and imaginary parts of a complex64 array as float64 arrays (exact)."""
+    pairs = view_as_real(xp, z)
+    return xp.astype(pairs[..., 0], xp.float64), xp.astype(pairs[..., 1], xp.float64)
+
+
+def _complex64_from(xp: Any, re: Any, im: Any) -> Any:
+    """float64 parts rounded once each to float32, as a complex64 array."""
+    return view_as_complex(xp, xp.stack([xp.astype(re, xp.float32), xp.astype(im, xp.float32)], axis=-1))
+
+
+def _complex_sqrt(xp: Any, z: Any) -> Any:
+    r"""The principal square root of a complex array, the same bits on every library.
+
+    Each library computes a complex ``sqrt`` its own way (glibc's ``csqrtf``, XLA's,
+    torch's vectorised kernel), so the last bits depend on it. For complex64, with
+    :math:`z = x + iy`, the parts are evaluated in float64 (the squares of float32 parts
+    are exact there) and rounded once to float32:
+
+    .. math::
+        m = \sqrt{x^2 + y^2},\quad t = \sqrt{(|x| + m)/2},\quad
+        \sqrt z = \begin{cases} t + i\,y/(2t) & x \ge 0 \\
+        |y|/(2t) + i\,\operatorname{sign}(y)\,t & x < 0 \end{cases}
+
+    (:math:`t = 0` only at :math:`z = 0`, where the result is :math:`0 + iy`). Each
+    float64 operation is IEEE's, so the result is the same wherever IEEE arithmetic is,
+    within a unit of the correctly rounded root. Non-finite elements and complex128 keep
+    the library's own ``sqrt`` (C99's special values; float64 has no wider type to
+    evaluate in).
+    """
+    if z.dtype != xp.complex64:
+        return xp.sqrt(z)
+    x, y = _complex64_parts(xp, z)
+    m = xp.sqrt(x * x + y * y)
+    t = xp.sqrt((xp.abs(x) + m) * 0.5)
+    zero = t == 0
+    half = xp.where(zero, 1.0, t + t)
+    right = x >= 0
+    re = xp.where(zero, 0.0, xp.where(right, t, xp.abs(y) / half))
+    im = xp.where(zero, y, xp.where(right, y / half, xp.where(y < 0, -t, t)))
+    out = _complex64_from(xp, re, im)
+    finite = xp.isfinite(x) & xp.isfinite(y)
+    return xp.where(finite, out, xp.sqrt(z))
+
+
+def _complex_divide(xp: Any, v: Any, d: Any) -> Any:
+    r"""``v / d`` for complex arrays, the same bits on every library.
+
+    Libraries divide complex numbers by different algorithms (Smith's, scaled, or the
+    textbook one, with or without fused multiply-adds). For complex64 the textbook form
+
+    .. math:: \frac{a + ib}{c + id} = \frac{(ac + bd) + i(bc - ad)}{c^2 + d^2}
+
+    is evaluated in float64, where the products of float32 parts are exact and nothing
+    overflows, and each part is rounded once to float32. Complex128 keeps the library's
+    division.
+    """
+    if v.dtype != xp.complex64:
+        return v / d
+    a, b = _complex64_parts(xp, v)
+    c, e = _complex64_parts(xp, d)
+    den = c * c + e * e
+    return _complex64_from(xp, (a * c + b * e) / den, (b * c - a * e) / den)
+
+
 def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], *, clr: Any, eps: float) -> Any:
     r"""torch's sparse branch of ``_single_tensor_adagrad`` (``step`` already counted, the
     gradient already negated for ``maximize``)::
@@ -145,7 +211,8 @@ def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], 
     complex here (no real view, unlike the dense path): ``s`` accumulates the complex
     square ``g * g`` and ``sqrt`` is the complex square root, as in torch. The square is
     computed part by part (:func:`_complex_square`), not with the library's complex
-    multiply, whose rounding depends on the CPU.
+    multiply, whose rounding depends on the CPU; the complex ``sqrt`` and division likewise
+    (:func:`_complex_sqrt`, :func:`_complex_divide`), whose algorithms depend on the library.
     """
     xp = array_namespace(param)
     grad = grad.coalesce()
@@ -160,9 +227,15 @@ def _sparse_adagrad_update(param: Any, grad: SparseGrad, state: dict[str, Any], 
     sum_flat = scatter_rows(sum_flat, rows, new_sum)
     state["sum"] = assign(state_sum, xp.reshape(sum_flat, shape))
 
-    std_values = xp.sqrt(new_sum) + eps
+    if is_complex(xp, values):
+        # complex sqrt and division in one fixed form (each library has its own)
+        std_values = _complex_sqrt(xp, new_sum) + eps
+        scaled = _complex_divide(xp, values, std_values)
+    else:
+        std_values = xp.sqrt(new_sum) + eps
+        scaled = values / std_values
     param_flat = xp.reshape(param, flat_shape)
-    updated = add(gather_rows(param_flat, rows), values / std_values, alpha=-scalar(clr))
+    updated = add(gather_rows(param_flat, rows), scaled, alpha=-scalar(clr))
     param_flat = scatter_rows(param_flat, rows, updated)
     return assign(param, xp.reshape(param_flat, shape))
 
