@@ -76,7 +76,7 @@ from fractions import Fraction
 from typing import Any
 
 from ._backend import device_of
-from ._reduce import fold0
+from ._reduce import fold0, require_float64
 
 __all__ = ["FOLD_BLOCK_BYTES", "band_width", "matmul", "matmul_exact", "round_sum_to_float32"]
 
@@ -110,13 +110,15 @@ def matmul(xp: Any, a: Any, b: Any) -> Any:
     """``a @ b`` of 2-D real floating arrays of one dtype, each element summed in the fixed
     fold (module docstring): :func:`refoptim._reduce.dot` of a row and a column, bit for
     bit. float32 is accumulated in float64 and rounded once; float64 products are rounded
-    once each. Zero results are ``+0.0``."""
+    once each. Zero results are ``+0.0``. ``TypeError`` on a namespace without float64
+    (:func:`refoptim._reduce.require_float64`)."""
     _check(xp, a, b)
     m, k = int(a.shape[0]), int(a.shape[1])
     n = int(b.shape[1])
     dtype = a.dtype
     if m == 0 or n == 0 or k == 0:
         return xp.zeros((m, n), dtype=dtype, device=device_of(a))
+    require_float64(xp, "matmul")
     wide = xp.float64
     aw = xp.astype(a, wide) if dtype != wide else a
     bw = xp.astype(b, wide) if dtype != wide else b
@@ -338,10 +340,12 @@ def matmul_exact(xp: Any, a: Any, b: Any, *, bits: int = 8) -> Any:
     The caller promises the ``bits``: with more significant bits in an operand the bands
     are not exact and the result may depend on the BLAS. Raises ``ValueError`` when ``k``
     is too large for a band of one binade (``2 * bits + ceil(log2 k) > 53``: for bfloat16,
-    ``k > 2**37``)."""
+    ``k > 2**37``), ``TypeError`` on a namespace without float64 (its band products are
+    float64; :func:`refoptim._reduce.require_float64`)."""
     _check(xp, a, b)
     if a.dtype != xp.float32:
         raise ValueError(f"matmul_exact takes float32 arrays, got {a.dtype}")
+    require_float64(xp, "matmul_exact")
     m, k = int(a.shape[0]), int(a.shape[1])
     n = int(b.shape[1])
     width = band_width(k, bits)

@@ -33,6 +33,13 @@ rounded once each): the fixed order makes the bits machine-independent; they are
 accurate as a BLAS's, not correctly rounded (a compensated, twice-the-precision form
 would cost several times more and no float64 case needs it).
 
+**Without float64** (JAX with ``jax_enable_x64`` off): the float64 accumulation has no
+float32-only equivalent that keeps the same bits (each level of the float64 tree rounds
+to 53 bits, more than a pair of float32 holds), so a float32 reduction raises
+``TypeError`` there (:func:`require_float64`) instead of silently summing in float32.
+L-BFGS and Muon (and :mod:`refoptim._matmul`) reduce this way; the elementwise rules and
+Adafactor (whose sums are in the input's dtype) do not need float64.
+
 **Running sums** (:func:`running_sum`): where refoptim reproduces a torch kernel that
 sums left to right (Adafactor's norms), the order is the sequential one,
 :math:`((x_0 + x_1) + x_2) + \dots`, in the input's dtype. NumPy's ``cumulative_sum``
@@ -52,14 +59,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import device_of
+from ._backend import device_of, namespace_name
+from ._primitives import has_float64
 
-__all__ = ["dot", "fold0", "pairwise_sum", "running_sum", "sum_abs", "sum_squares"]
+__all__ = ["dot", "fold0", "pairwise_sum", "require_float64", "running_sum", "sum_abs", "sum_squares"]
+
+
+def require_float64(xp: Any, what: str) -> None:
+    """Raise ``TypeError`` when namespace ``xp`` has no float64 (JAX with
+    ``jax_enable_x64`` off): ``what`` accumulates float32 in float64, and summing in
+    float32 instead would silently change its bits (module docstring)."""
+    if not has_float64(xp):
+        raise TypeError(
+            f"{what} accumulates float32 in float64 (refoptim's fixed-order reductions), but "
+            f"the array namespace {namespace_name(xp)} has no float64; with JAX, enable it "
+            "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1) before creating "
+            "arrays. A float32-only form with the same bits is not implemented."
+        )
 
 
 def _wide(xp: Any, x: Any) -> Any:
-    """``x`` in the accumulation dtype: float32 widened to float64 (exactly), else itself."""
-    return xp.astype(x, xp.float64) if x.dtype == xp.float32 else x
+    """``x`` in the accumulation dtype: float32 widened to float64 (exactly), else itself.
+    Raises ``TypeError`` for float32 on a namespace without float64."""
+    if x.dtype == xp.float32:
+        require_float64(xp, "this reduction")
+        return xp.astype(x, xp.float64)
+    return x
 
 
 def fold0(xp: Any, x: Any) -> Any:

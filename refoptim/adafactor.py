@@ -25,7 +25,7 @@ from ._backend import (
     to_scalar,
 )
 from . import _reduce
-from ._primitives import add_, fma, lerp_, mul_
+from ._primitives import add_, div, fma, lerp_, mul_
 from .optimizer import Optimizer
 
 __all__ = ["Adafactor", "adafactor_init", "adafactor_step"]
@@ -247,15 +247,15 @@ def adafactor_step(
         col_var = state["col_var"]
         # torch: torch.norm(grad, dim=-1, keepdim=True).square_().div_(grad.size(-1))
         row_norm = _row_norm(xp, grad)
-        row_mean = (row_norm * row_norm) / grad.shape[-1]
+        row_mean = div(row_norm * row_norm, grad.shape[-1])
         row_var = lerp_(row_var, row_mean, one_minus_beta2_t)
         col_norm = _col_norm(xp, grad)
-        col_mean = (col_norm * col_norm) / grad.shape[-2]
+        col_mean = div(col_norm * col_norm, grad.shape[-2])
         col_var = lerp_(col_var, col_mean, one_minus_beta2_t)
         # row_var @ col_var: an outer product, one rounded multiply per element
         var_estimate = row_var * col_var
         row_var_mean = xp.maximum(_row_var_mean(xp, row_var), xp.asarray(eps1, dtype=param.dtype, device=device_of(param)))
-        var_estimate = var_estimate / row_var_mean
+        var_estimate = div(var_estimate, row_var_mean)
         state["row_var"] = row_var
         state["col_var"] = col_var
     else:

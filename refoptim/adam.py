@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
-from ._primitives import add, addcdiv_, addcmul_, lerp_, maximum_, mul_
+from ._primitives import add, addcdiv_, addcmul_, div, lerp_, maximum_, mul_
+from ._schedule_scalars import step_count
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "adam_init", "adam_step"]
@@ -92,7 +93,7 @@ def adam_step(
     exp_avg_sq = mul_(exp_avg_sq, beta2)
     exp_avg_sq = addcmul_(exp_avg_sq, grad, grad, value=1 - beta2)
 
-    step = float(step_t)
+    step = step_count(step_t)  # float(step_t); a stand-in under jax.jit (see _schedule_scalars)
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     step_size = lr / bias_correction1
@@ -100,9 +101,9 @@ def adam_step(
 
     if amsgrad:
         max_exp_avg_sq = maximum_(max_exp_avg_sq, exp_avg_sq)
-        denom = (xp.sqrt(max_exp_avg_sq) / bias_correction2_sqrt) + eps
+        denom = div(xp.sqrt(max_exp_avg_sq), bias_correction2_sqrt) + eps
     else:
-        denom = (xp.sqrt(exp_avg_sq) / bias_correction2_sqrt) + eps
+        denom = div(xp.sqrt(exp_avg_sq), bias_correction2_sqrt) + eps
 
     param = addcdiv_(param, exp_avg, denom, value=-scalar(step_size))
 

@@ -17,6 +17,7 @@ from ._backend import (
     scalar,
 )
 from ._primitives import add, addcdiv_, lerp_, maximum_, mul_, pow, reciprocal_scale
+from ._schedule_scalars import step_count
 from .optimizer import Optimizer
 
 __all__ = ["Adamax", "adamax_init", "adamax_step"]
@@ -91,7 +92,7 @@ def adamax_step(
     exp_inf = mul_(exp_inf, scalar(beta2))
     exp_inf = maximum_(exp_inf, xp.abs(grad) + eps)
 
-    step = float(step_t)
+    step = step_count(step_t)  # float(step_t); a stand-in under jax.jit (see _schedule_scalars)
     if is_array(beta1):
         # torch's tensor beta1: the bias correction is computed in its dtype.
         bias_correction = 1 - pow(beta1, step)

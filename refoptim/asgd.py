@@ -18,6 +18,7 @@ from ._backend import (
     scalar,
 )
 from ._primitives import add, add_, mul_, pow
+from ._schedule_scalars import if_else, maximum, read_float, step_count, to_array
 from .optimizer import Optimizer
 
 __all__ = ["ASGD", "asgd_init", "asgd_step"]
@@ -38,7 +39,7 @@ def _store_scalar(xp: Any, old: Any, value: Any) -> Any:
     if is_array(value):
         value = xp.asarray(value)
     else:
-        value = xp.asarray(value, dtype=xp.float32)
+        value = to_array(value, xp.float32, old)
     if value.dtype != old.dtype:
         value = xp.astype(value, old.dtype)
     return assign(old, xp.reshape(value, ()))
@@ -105,26 +106,31 @@ def asgd_step(
     if weight_decay != 0:
         grad = add(grad, param, alpha=weight_decay)
 
-    eta_value = float(eta)
+    eta_value = read_float(eta)  # float(eta); a stand-in under jax.jit (see _schedule_scalars)
     param = mul_(param, 1 - lambd * eta_value)  # decay term
     param = add_(param, grad, alpha=-eta_value)  # update parameter
 
     # averaging
-    if float(mu) != 1:
-        ax = add_(ax, (param - ax) * float(mu))
-    else:
-        ax = assign(ax, param)  # torch's ax.copy_(param)
-        if ax is param:  # immutable arrays: rebound, never aliased to a mutable one
-            ax = xp.asarray(param, copy=True)
+    mu_value = read_float(mu)
 
-    step = float(step_t)
+    def average() -> Any:
+        return add_(ax, (param - ax) * mu_value)
+
+    def copy() -> Any:
+        new_ax = assign(ax, param)  # torch's ax.copy_(param)
+        # immutable arrays: rebound, never aliased to a mutable one
+        return xp.asarray(param, copy=True) if new_ax is param else new_ax
+
+    ax = if_else(mu_value != 1, average, copy)
+
+    step = step_count(step_t)
     if is_array(lr):
         # torch keeps a tensor lr: the new eta is computed in its dtype, with torch's pow.
         new_eta = lr / pow(1 + lambd * lr * step, alpha)
     else:
         new_eta = lr / ((1 + lambd * lr * step) ** alpha)
     state["eta"] = _store_scalar(xp, eta, new_eta)
-    state["mu"] = _store_scalar(xp, mu, 1 / max(1, step - t0))
+    state["mu"] = _store_scalar(xp, mu, 1 / maximum(1, step - t0))
 
     if complex_param:
         param, ax = back_to_complex(xp, originals, (param, ax))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
-from ._primitives import add, addcdiv_, addcmul_, lerp_, mul_
+from ._primitives import add, addcdiv_, addcmul_, div, lerp_, mul_
+from ._schedule_scalars import read_float, step_count
 from .optimizer import Optimizer
 
 __all__ = ["NAdam", "nadam_init", "nadam_step"]
@@ -83,7 +84,7 @@ def nadam_step(
     step_t = state["step"]
     step_t += 1
     state["step"] = step_t
-    step = float(step_t)
+    step = step_count(step_t)  # float(step_t); a stand-in under jax.jit (see _schedule_scalars)
 
     bias_correction2 = 1 - beta2**step
 
@@ -102,9 +103,9 @@ def nadam_step(
     exp_avg = lerp_(exp_avg, grad, 1 - beta1)
     exp_avg_sq = mul_(exp_avg_sq, beta2)
     exp_avg_sq = addcmul_(exp_avg_sq, grad, grad, value=1 - beta2)
-    denom = xp.sqrt(exp_avg_sq / bias_correction2)
+    denom = xp.sqrt(div(exp_avg_sq, bias_correction2))
 
-    mu_product_now = float(mu_product)
+    mu_product_now = read_float(mu_product)
     mu_product_next = mu_product_now * mu_next
     denom = denom + eps
     param = addcdiv_(param, grad, denom, value=scalar(-lr * (1.0 - mu) / (1.0 - mu_product_now)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
-from ._primitives import add, add_, addcmul_, lerp_, mul_, reciprocal_scale
+from ._primitives import add, add_, addcmul_, div, lerp_, mul_, reciprocal_scale
+from ._schedule_scalars import if_else, step_count
 from .optimizer import Optimizer
 
 __all__ = ["RAdam", "radam_init", "radam_step"]
@@ -81,7 +82,7 @@ def radam_step(
     step_t = state["step"]
     step_t += 1
     state["step"] = step_t
-    step = float(step_t)
+    step = step_count(step_t)  # float(step_t); a stand-in under jax.jit (see _schedule_scalars)
 
     if weight_decay != 0:
         if decoupled_weight_decay:
@@ -96,19 +97,24 @@ def radam_step(
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
 
-    bias_corrected_exp_avg = exp_avg / bias_correction1
+    bias_corrected_exp_avg = div(exp_avg, bias_correction1)
 
     # the maximum length of the approximated SMA, and its length at step t
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
 
     lr_value = scalar(lr)
-    if rho_t > 5.0:
+
+    def rectified() -> Any:
         adaptive_lr = reciprocal_scale(bias_correction2**0.5, xp.sqrt(exp_avg_sq) + eps)
         rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-        param = add_(param, bias_corrected_exp_avg * lr_value * adaptive_lr * rect, alpha=-1.0)
-    else:
-        param = add_(param, bias_corrected_exp_avg * lr_value, alpha=-1.0)
+        return bias_corrected_exp_avg * lr_value * adaptive_lr * rect
+
+    def unrectified() -> Any:
+        return bias_corrected_exp_avg * lr_value
+
+    # torch's `if rho_t > 5:` (under jax.jit both branches run and xp.where picks one)
+    param = add_(param, if_else(rho_t > 5.0, rectified, unrectified), alpha=-1.0)
 
     if complex_param:
         param, exp_avg, exp_avg_sq = back_to_complex(xp, originals, (param, exp_avg, exp_avg_sq))

@@ -18,7 +18,7 @@ from copy import deepcopy
 from typing import Any, Literal
 
 from ._backend import array_namespace, assign, is_array
-from ._primitives import lerp_
+from ._primitives import div, lerp_
 from .lr_scheduler import LRScheduler, _format_param
 from .optimizer import Optimizer
 from .parameter import Parameter
@@ -144,7 +144,7 @@ def get_swa_multi_avg_fn() -> Callable[[list[Any], list[Any], Any], list[Any]]:
             for p_avg, p_model in zip(averaged_param_list, current_param_list, strict=True):
                 diff = p_model - p_avg
                 if is_array(num_averaged):
-                    new = xp.astype(p_avg, f) + xp.astype(diff, f) / xp.astype(num_averaged + 1, f)
+                    new = xp.astype(p_avg, f) + div(xp.astype(diff, f), xp.astype(num_averaged + 1, f))
                 else:
                     new = xp.astype(p_avg, f) + (1.0 / (num_averaged + 1)) * xp.astype(diff, f)
                 out.append(_copy_into(p_avg, new))
@@ -205,8 +205,8 @@ def get_swa_avg_fn() -> Callable[[Any, Any, Any], Any]:
             denom = num_averaged + 1
         diff = current_param - averaged_param
         if not _is_inexact(xp, averaged_param):
-            return xp.astype(averaged_param, dtype) + xp.astype(diff, dtype) / denom
-        return averaged_param + diff / denom
+            return xp.astype(averaged_param, dtype) + div(xp.astype(diff, dtype), denom)
+        return averaged_param + div(diff, denom)
 
     return swa_update
 
