@@ -13,6 +13,7 @@ from typing import Any
 from array_api_compat import array_namespace as _compat_array_namespace
 from array_api_compat import device as _device
 from array_api_compat import is_array_api_obj
+from array_api_compat import is_lazy_array as _is_lazy_array
 
 __all__ = [
     "array_namespace",
@@ -197,15 +198,45 @@ def back_to_complex(xp: Any, originals: tuple[Any, ...], pairs: tuple[Any, ...])
     )
 
 
+_IS_LAZY: dict[type, bool] = {}
+
+
+def _is_lazy(x: Any) -> bool:
+    """array-api-compat's ``is_lazy_array``, remembered per type (the first array of a type
+    decides for all of them): Dask, JAX and ndonnx arrays are lazy, NumPy's and CuPy's are
+    not, and any other type is asked once."""
+    kind = type(x)
+    known = _IS_LAZY.get(kind)
+    if known is None:
+        try:
+            known = bool(_is_lazy_array(x))
+        except Exception:  # noqa: BLE001 - a type array-api-compat cannot classify: eager
+            known = False
+        _IS_LAZY[kind] = known
+    return known
+
+
 def assign(old: Any, new: Any) -> Any:
     """Store ``new`` into ``old`` in place where ``old`` is writeable; else return ``new``.
 
     This is how results reach the caller's arrays: NumPy and CuPy arrays keep their
     identity (views into a larger buffer stay views), immutable arrays (JAX) are rebound.
+    Lazy arrays (Dask, JAX, ndonnx: array-api-compat's ``is_lazy_array``) are always
+    rebound: Dask would accept ``old[...] = new``, but only by embedding both task graphs
+    in a new one, so a graph carried from step to step would grow quadratically in the
+    number of steps (300,000 tasks after 50 Adam steps), and a distributed scheduler
+    would see one key with two different tasks. Rebound, it grows linearly, and
+    ``persist()`` keeps it at one task per chunk.
     The caller always keeps what this returns.
     """
     if new is old:
         return old
+    try:  # one dict look-up: this is on NumPy's hot path
+        lazy = _IS_LAZY[type(old)]
+    except KeyError:
+        lazy = _is_lazy(old)
+    if lazy:
+        return new
     try:
         old[...] = new
     except (TypeError, ValueError, AttributeError, NotImplementedError):

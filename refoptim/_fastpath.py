@@ -234,9 +234,9 @@ def _fits(param: Any, grad: Any, state: dict[str, Any]) -> bool:
 def _size(x: Any) -> int | None:
     """The number of elements of ``x``, counted from its shape (``x.size`` is a method on
     torch tensors, and the Array API allows ``None`` for a size or a dimension not known
-    yet, as Dask's); None when it is not known."""
+    yet; Dask writes NaN); None when it is not known."""
     shape = getattr(x, "shape", None)
-    if shape is None or any(d is None for d in shape):
+    if shape is None or any(d is None or d != d for d in shape):
         return None
     return math.prod(int(d) for d in shape)
 

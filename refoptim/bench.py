@@ -33,7 +33,18 @@ import numpy as np
 
 import refoptim
 
-__all__ = ["BACKENDS", "OPTIMIZERS", "WORKLOADS", "Row", "measure", "require_backend", "run"]
+__all__ = [
+    "BACKENDS",
+    "OPTIMIZERS",
+    "WORKLOADS",
+    "DaskRow",
+    "Row",
+    "measure",
+    "persist_optimizer",
+    "require_backend",
+    "run",
+    "run_dask",
+]
 
 BACKENDS = ("numpy", "cupy")
 """Where refoptim runs in the benchmark: NumPy against torch on the CPU, or CuPy against
@@ -315,3 +326,230 @@ def run(
     if backend != "numpy":
         print("(GPU: peak extra memory read from CuPy's default memory pool)", file=out)
     return rows
+
+
+# --------------------------------------------------------------------------------- Dask
+@dataclass
+class DaskRow:
+    """One optimizer on one large parameter held as a chunked Dask array on a cluster,
+    against the same steps on NumPy in this process (``python -m refoptim bench --dask``).
+
+    Times are medians over the timed steps (the first step, which creates the state, is not
+    timed), in milliseconds: ``numpy_ms`` one refoptim step on NumPy; ``build_ms``
+    ``optimizer.step()`` on Dask, which only builds the task graph; ``dask_ms`` a whole step
+    on the cluster: the graph built, then parameters and state persisted there and waited
+    for. ``tasks_per_step`` is the size of the graph one step builds (parameter and state
+    together, their persisted inputs included); ``tasks_after_persist`` what is left after
+    ``persist()`` (one task per chunk and array). Memory per worker, in MB:
+    ``worker_peak_rss_mb`` the peak resident memory of each worker process since it started
+    (``getrusage``), ``worker_managed_mb`` the bytes of data each worker holds after the last
+    step (the scheduler's count: parameter, state and gradient chunks). ``identical``: the
+    parameter and every state array fetched back are bit for bit NumPy's (``None`` when
+    not checked). ``worker_compute_s`` and ``worker_transfer_s``: seconds the workers spent
+    computing and moving chunks between each other per timed step, summed over the workers
+    (``distributed.get_task_stream``)."""
+
+    optimizer: str
+    elements: int
+    chunks: int
+    workers: int
+    steps: int
+    numpy_ms: float
+    build_ms: float
+    dask_ms: float
+    tasks_per_step: int
+    tasks_after_persist: int
+    worker_peak_rss_mb: list[float] = field(default_factory=list)
+    worker_managed_mb: list[float] = field(default_factory=list)
+    identical: bool | None = None
+    scheduler: str = ""
+    worker_compute_s: float = 0.0
+    worker_transfer_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _dask_arrays(optimizer: Any) -> list[tuple[Any, str | None]]:
+    """The (parameter, state key) slots of ``optimizer`` that hold Dask arrays; key ``None``
+    is the parameter itself."""
+    import dask
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    slots: list[tuple[Any, str | None]] = [(p, None) for p in params if dask.is_dask_collection(p.data)]
+    for p in params:
+        slots += [(p, k) for k, v in optimizer.state.get(p, {}).items() if dask.is_dask_collection(v)]
+    return slots
+
+
+def persist_optimizer(optimizer: Any) -> list[Any]:
+    """Persist every Dask parameter and state entry of ``optimizer`` in one
+    ``dask.persist`` call (on the default client's cluster where there is one) and keep the
+    persisted arrays in their places; returns them (``distributed.wait`` takes them)."""
+    import dask
+
+    slots = _dask_arrays(optimizer)
+    done = dask.persist(*[p.data if k is None else optimizer.state[p][k] for p, k in slots])
+    for (p, k), value in zip(slots, done):
+        if k is None:
+            p.data = value
+        else:
+            optimizer.state[p][k] = value
+    return list(done)
+
+
+def _graph_tasks(arrays: list[Any]) -> int:
+    keys: set[Any] = set()
+    for a in arrays:
+        keys.update(a.__dask_graph__().keys())
+    return len(keys)
+
+
+def _worker_peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+
+
+def run_dask(
+    optimizer: str = "Adam",
+    elements: int = 100_000_000,
+    chunks: int = 10,
+    workers: int = 2,
+    steps: int = 5,
+    scheduler: str | None = None,
+    check: bool = True,
+    out: Any = None,
+) -> DaskRow:
+    """Time ``optimizer`` on one float32 parameter of ``elements`` elements in ``chunks``
+    chunks, its parameter, gradient and state as Dask arrays on a cluster, persisted after
+    every step, against the same steps of refoptim on NumPy in this process; print a table
+    and return a :class:`DaskRow`.
+
+    The cluster is a ``distributed.LocalCluster`` of ``workers`` worker processes of one
+    thread each, started here and closed at the end, or the running cluster whose scheduler
+    is at ``scheduler`` (``"tcp://host:8786"``: the same code on a real multi-node cluster).
+    The gradient is drawn on the cluster once and reused every step; NumPy gets the same
+    values. With ``check``, the parameter and state are fetched back at the end and
+    compared with NumPy's bit for bit."""
+    import sys
+
+    import dask.array as da
+    from distributed import Client, LocalCluster, get_task_stream, wait
+
+    out = out or sys.stdout
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    cls, options = getattr(refoptim, optimizer), OPTIMIZERS[optimizer]
+    cluster = None
+    if scheduler is None:
+        import dask
+
+        # no work stealing: a chunk's step runs where its chunks are, instead of moving
+        # them to an idle worker (measured: most of the transfers otherwise)
+        with dask.config.set({"distributed.scheduler.work-stealing": False}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        workers = len(client.nthreads())
+        per_chunk = -(-elements // chunks)
+        p0 = da.random.default_rng(0).standard_normal(elements, chunks=per_chunk, dtype=np.float32).persist()
+        wait(p0)
+        # each gradient chunk is made from its parameter chunk, so the scheduler puts it on
+        # the same worker: a step then moves no chunk between workers
+        grad = p0.map_blocks(_normal_like, dtype=np.float32).persist()
+        wait(grad)
+
+        # NumPy, one process: the same values
+        p_np = refoptim.Parameter(np.array(client.compute(p0).result(), copy=True))
+        p_np.grad = np.array(client.compute(grad).result(), copy=True)
+        opt_np = cls([p_np], **options)
+        numpy_ms = _median_ms(opt_np.step, steps)
+
+        # Dask on the cluster, persisted every step
+        p = refoptim.Parameter(p0)
+        p.grad = grad
+        del p0  # the parameter holds it until the first step replaces it
+        opt = cls([p], **options)
+        builds, totals, tasks = [], [], []
+        spent = {"compute": 0.0, "transfer": 0.0}
+        for i in range(steps + 1):
+            with get_task_stream(client) as stream:
+                start = time.perf_counter()
+                opt.step()
+                built = time.perf_counter()
+                tasks.append(_graph_tasks([p.data if k is None else opt.state[p][k] for p, k in _dask_arrays(opt)]))
+                wait(persist_optimizer(opt))
+                end = time.perf_counter()
+            if i:  # the first step creates the state: not timed
+                builds.append(built - start)
+                totals.append(end - start)
+                for record in stream.data:
+                    for part in record.get("startstops", ()):
+                        if part["action"] in spent:
+                            spent[part["action"]] += part["stop"] - part["start"]
+        after = _graph_tasks([p.data if k is None else opt.state[p][k] for p, k in _dask_arrays(opt)])
+        peak = client.run(_worker_peak_rss)
+        managed = client.run_on_scheduler(_managed_bytes)
+        identical = None
+        if check:
+            identical = bool(np.asarray(client.compute(p.data).result()).tobytes() == p_np.data.tobytes())
+            for key, want in opt_np.state[p_np].items():
+                got = opt.state[p][key]
+                got = client.compute(got).result() if hasattr(got, "__dask_graph__") else got
+                identical = identical and np.asarray(got).tobytes() == np.asarray(want).tobytes()
+        row = DaskRow(
+            optimizer=optimizer,
+            elements=elements,
+            chunks=chunks,
+            workers=workers,
+            steps=steps,
+            numpy_ms=numpy_ms,
+            build_ms=1e3 * statistics.median(builds),
+            dask_ms=1e3 * statistics.median(totals),
+            tasks_per_step=int(statistics.median(tasks[1:])) if steps else tasks[0],
+            tasks_after_persist=after,
+            worker_peak_rss_mb=[peak[w] / 2**20 for w in sorted(peak)],
+            worker_managed_mb=[managed.get(w, 0) / 2**20 for w in sorted(peak)],
+            identical=identical,
+            scheduler=scheduler or f"LocalCluster({workers} worker processes, 1 thread each)",
+            worker_compute_s=spent["compute"] / steps,
+            worker_transfer_s=spent["transfer"] / steps,
+        )
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(
+        f"refoptim {refoptim.__version__}: {optimizer} on {elements:,} float32 elements ({elements * 4 / 2**20:,.0f} MiB per array) "
+        f"in {chunks} chunks on {row.scheduler}, persisted every step; NumPy: one process, "
+        f"{refoptim.get_num_threads()} threads; median of {steps} steps after the first",
+        file=out,
+    )
+    print(f"  NumPy step                       {row.numpy_ms:10.1f} ms", file=out)
+    print(f"  Dask step (build+persist+wait)   {row.dask_ms:10.1f} ms  ({row.dask_ms / row.numpy_ms:.2f}x NumPy)", file=out)
+    print(f"    of which building the graph    {row.build_ms:10.1f} ms", file=out)
+    print(
+        f"  workers' time per step           {row.worker_compute_s * 1e3:10.1f} ms computing, "
+        f"{row.worker_transfer_s * 1e3:.1f} ms in transfers between them (summed over workers)",
+        file=out,
+    )
+    print(f"  graph per step                   {row.tasks_per_step:10,d} tasks; after persist {row.tasks_after_persist:,d}", file=out)
+    for i, (rss, held) in enumerate(zip(row.worker_peak_rss_mb, row.worker_managed_mb)):
+        print(f"  worker {i}: peak RSS {rss:8.0f} MB, data held {held:8.0f} MB", file=out)
+    if identical is not None:
+        print(f"  bit-identical to NumPy (parameter and state): {identical}", file=out, flush=True)
+    return row
+
+
+def _normal_like(block: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """Standard normal float32 values of ``block``'s shape, seeded by the block's place."""
+    location = block_info[0]["chunk-location"] if block_info else (0,)
+    return np.random.default_rng([1, *location]).standard_normal(block.shape, dtype=np.float32)
+
+
+def _managed_bytes(dask_scheduler: Any) -> dict[str, int]:
+    return {address: ws.nbytes for address, ws in dask_scheduler.workers.items()}
