@@ -168,7 +168,7 @@ def _torch_sum_lastdim(xp: Any, x: Any) -> Any:
 def _row_var_mean(xp: Any, row_var: Any) -> Any:
     """torch's ``row_var.mean(dim=-2, keepdim=True)`` on CPU: the sum, then ``div_(R)``."""
     rows = row_var.shape[-2]
-    return (_torch_sum_lastdim(xp, row_var[..., 0]) / rows)[..., None, None]
+    return div(_torch_sum_lastdim(xp, row_var[..., 0]), rows)[..., None, None]
 
 
 # ----------------------------------------------------------------------------- the rule

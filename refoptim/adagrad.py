@@ -20,7 +20,7 @@ from ._backend import (
     view_as_complex,
     view_as_real,
 )
-from ._primitives import add, addcdiv_, addcmul_
+from ._primitives import add, addcdiv_, addcmul_, has_float64
 from ._schedule_scalars import step_count
 from .optimizer import Optimizer
 from .sparse import SparseGrad, gather_rows, scatter_rows
@@ -160,9 +160,9 @@ def _complex_sqrt(xp: Any, z: Any) -> Any:
     float64 operation is IEEE's, so the result is the same wherever IEEE arithmetic is,
     within a unit of the correctly rounded root. Non-finite elements and complex128 keep
     the library's own ``sqrt`` (C99's special values; float64 has no wider type to
-    evaluate in).
+    evaluate in), and so does a namespace without float64 (JAX with x64 off).
     """
-    if z.dtype != xp.complex64:
+    if z.dtype != xp.complex64 or not has_float64(xp):
         return xp.sqrt(z)
     x, y = _complex64_parts(xp, z)
     m = xp.sqrt(x * x + y * y)
@@ -186,10 +186,10 @@ def _complex_divide(xp: Any, v: Any, d: Any) -> Any:
     .. math:: \frac{a + ib}{c + id} = \frac{(ac + bd) + i(bc - ad)}{c^2 + d^2}
 
     is evaluated in float64, where the products of float32 parts are exact and nothing
-    overflows, and each part is rounded once to float32. Complex128 keeps the library's
-    division.
+    overflows, and each part is rounded once to float32. Complex128, and a namespace
+    without float64, keep the library's division.
     """
-    if v.dtype != xp.complex64:
+    if v.dtype != xp.complex64 or not has_float64(xp):
         return v / d
     a, b = _complex64_parts(xp, v)
     c, e = _complex64_parts(xp, d)

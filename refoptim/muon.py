@@ -61,7 +61,7 @@ from ._backend import (
     to_scalar,
 )
 from ._matmul import matmul, matmul_exact
-from ._primitives import add_, fma, lerp_, mul_
+from ._primitives import add_, div, fma, lerp_, mul_
 from ._reduce import sum_squares
 from .optimizer import Optimizer
 
@@ -228,7 +228,7 @@ def zeropower_via_newtonschulz(
     # Ensure the spectral norm is at most 1: divide by the Frobenius norm, at least eps.
     norm = rnd(xp.sqrt(sum_squares(xp, x)))
     norm = xp.maximum(norm, rnd(xp.asarray(eps, dtype=dtype, device=device_of(x))))
-    x = rnd(x / norm)
+    x = rnd(div(x, norm))  # a true division on every library (XLA would multiply by 1/norm)
     for _ in range(ns_steps):
         gram = rnd(mm(xp, x, x.T))
         if ns_dtype == "bfloat16":

@@ -109,6 +109,11 @@ def _swa_weight(xp: Any, num_averaged: Any) -> float:
     return 1 / (num_averaged + 1)
 
 
+def _copy(x: Any) -> Any:
+    """A new array with ``x``'s values (``deepcopy`` for anything that is not an array)."""
+    return array_namespace(x).asarray(x, copy=True) if is_array(x) else deepcopy(x)
+
+
 def get_swa_multi_avg_fn() -> Callable[[list[Any], list[Any], Any], list[Any]]:
     r"""Get the function applying stochastic weight average (SWA) across multiple params.
 
@@ -279,11 +284,11 @@ class AveragedModel:
         if avg_fn is not None and multi_avg_fn is not None:
             raise AssertionError("Only one of avg_fn and multi_avg_fn should be provided")
         params = list(params)
+        # torch deep-copies the module; here each array is copied through its namespace
+        # (ndonnx arrays cannot be deep-copied), with the parameter's name.
         self.params: list[Parameter] = [
-            deepcopy(p) if isinstance(p, Parameter) else Parameter(deepcopy(p)) for p in params
+            Parameter(_copy(p.data), name=p.name) if isinstance(p, Parameter) else Parameter(_copy(p)) for p in params
         ]
-        for p in self.params:
-            p.grad = None
         xp = array_namespace(self.params[0].data) if self.params else None
         if xp is None:
             import numpy as xp
