@@ -1,4 +1,4 @@
-"""Command line: ``python -m refoptim conformance``, ``plot``, ``bench``, ``fingerprint`` and ``golden``.
+"""Command line: ``python -m refoptim conformance``, ``plot``, ``bench``, ``fingerprint``, ``backends`` and ``golden``.
 
 ``conformance`` runs the whole configuration matrix against the installed torch, prints
 one row per configuration as it completes (optimizer, short id, the options that differ
@@ -28,6 +28,13 @@ or none is committed for ``--steps``, 2 for an unavailable ``--backend``. ``--js
 (``-`` for stdout) writes every digest, per configuration too, and the run's environment;
 ``--write`` regenerates the committed file. It needs no torch (see :mod:`refoptim.fingerprint`).
 
+``backends`` runs the fingerprint's configurations on every other backend of
+:mod:`refoptim.testing.backends` that is available here (``--backend NAME ...`` selects)
+and on NumPy, and prints per optimizer whether every parameter and state entry after every
+step has NumPy's bits (configurations of a dtype the backend lacks are listed as
+unsupported): exit 0 when all agree, 1 when one differs or raises (named), 2 for a named
+backend that is unavailable. ``--per-section N`` samples N configurations per optimizer.
+
 ``golden --out DIR`` writes the golden corpus for frameworks without Python: every
 configuration of the matrix (``--optimizer NAME ...``, ``--dtype ...``, ``--steps N`` select
 them) as ``.npy`` files, refoptim's parameter, gradient and state before and after every
@@ -49,6 +56,7 @@ import time
 from typing import Any
 
 from . import TORCH_VERSION
+from .testing.backends import BACKEND_NAMES
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -310,6 +318,8 @@ def _swa_utils(out: Any) -> tuple[int, list[str], int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.dask:
+        return _bench_dask(args)
     try:
         import torch
     except ImportError:
@@ -345,6 +355,42 @@ def _bench(args: argparse.Namespace) -> int:
         data["rows"] = [r.as_dict() for r in rows]
         with open(args.json, "w") as fh:
             json.dump(data, fh, indent=1)
+    return 0
+
+
+def _bench_dask(args: argparse.Namespace) -> int:
+    """``python -m refoptim bench --dask``: one optimizer on a chunked Dask array on a
+    cluster against NumPy (no torch needed)."""
+    try:
+        import dask.array  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        print(f"refoptim bench --dask needs dask and distributed ({exc}).\nInstall them with:  pip install 'dask[array]' distributed", file=sys.stderr)
+        return 2
+    from . import bench
+
+    names = args.optimizer or ["Adam"]
+    unknown = [n for n in names if n not in bench.OPTIMIZERS]
+    if unknown:
+        print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(bench.OPTIMIZERS)}", file=sys.stderr)
+        return 2
+    if args.repeats < 1:
+        print("--repeats must be at least 1", file=sys.stderr)
+        return 2
+    rows = [
+        bench.run_dask(
+            name,
+            elements=args.dask_elements,
+            chunks=args.dask_chunks,
+            workers=args.dask_workers,
+            steps=args.repeats,
+            scheduler=args.dask_scheduler,
+        )
+        for name in names
+    ]
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"dask": [r.as_dict() for r in rows]}, fh, indent=1)
     return 0
 
 
@@ -433,6 +479,44 @@ def _golden(args: argparse.Namespace) -> int:
     return golden.command(args.out, args.optimizer, args.dtype, args.steps, args.with_torch, args.write_digest)
 
 
+def _backends(args: argparse.Namespace) -> int:
+    from . import fingerprint as fpm
+    from .testing import backends
+
+    names = args.backend or [n for n in backends.BACKEND_NAMES if n != "numpy"]
+    rows: dict[str, Any] = {}
+    worst = 0
+    for name in names:
+        backend = backends.get_backend(name)
+        if not backend.available:
+            print(f"{name}: not available here: {backend.reason}")
+            rows[name] = {"available": False, "reason": backend.reason}
+            worst = max(worst, 2 if args.backend else 0)
+            continue
+        result = fpm.agreement(name, steps=args.steps, per_section=args.per_section)
+        print(f"{name}: every configuration against NumPy, {args.steps} steps ({result.seconds:.1f} s)")
+        for section, counts in result.summary().items():
+            verdicts = result.verdicts[section]
+            line = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+            ran = any(not v.startswith("unsupported") for v in verdicts.values())
+            label = "not run" if not ran else "bit-identical" if result.identical(section) else "DIFFERS"
+            print(f"  {section:18s} {label:14s} {line}")
+            for cfg_id, verdict in verdicts.items():
+                if verdict != "identical" and not verdict.startswith("unsupported"):
+                    print(f"      {cfg_id}: {verdict}")
+                    worst = max(worst, 1)
+        rows[name] = {"available": True, "steps": args.steps, "seconds": round(result.seconds, 1),
+                      "verdicts": result.verdicts}
+    if args.json:
+        text = json.dumps(rows, indent=1, sort_keys=True)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as fh:
+                fh.write(text + "\n")
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m refoptim``."""
     parser = argparse.ArgumentParser(prog="python -m refoptim", description=__doc__.splitlines()[0])
@@ -460,9 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     conf.add_argument(
         "--backend",
-        choices=["numpy", "array-api-strict", "cupy"],
+        choices=list(BACKEND_NAMES),
         default="numpy",
-        help="array library of the refoptim side (default numpy; cupy needs a CUDA GPU); "
+        help="array library of the refoptim side (default numpy; cupy and torch-cuda need a CUDA GPU); "
         "the elementwise optimizers only, the other rows run on NumPy",
     )
     conf.add_argument(
@@ -489,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     fingerprint.add_argument("--json", metavar="FILE", help="also write every digest (per configuration too) as JSON to FILE ('-': stdout)")
     fingerprint.add_argument(
-        "--backend", choices=["numpy", "array-api-strict", "cupy"], default="numpy",
+        "--backend", choices=list(BACKEND_NAMES), default="numpy",
         help="array library to run refoptim on (default numpy)",
     )
     fingerprint.add_argument(
@@ -497,6 +581,20 @@ def main(argv: list[str] | None = None) -> int:
         help="regenerate the committed digests (for every step count the file holds, or only --steps); "
         "the commit must say why a digest moved",
     )
+    agree = sub.add_parser(
+        "backends",
+        help="run every fingerprint configuration on other array libraries and compare each with NumPy, bit for bit",
+    )
+    agree.add_argument(
+        "--backend", action="append", choices=[n for n in BACKEND_NAMES if n != "numpy"],
+        help="a backend to check (repeatable; default: every backend, the unavailable ones listed with the reason)",
+    )
+    agree.add_argument("--steps", type=int, default=2, help="steps per configuration (default 2)")
+    agree.add_argument(
+        "--per-section", type=int, default=None, metavar="N",
+        help="only N configurations of each optimizer, spread over its list (for slow backends)",
+    )
+    agree.add_argument("--json", metavar="FILE", help="also write every verdict as JSON to FILE ('-': stdout)")
     golden = sub.add_parser(
         "golden",
         help="write the golden corpus (.npy files and a manifest) for frameworks without Python",
@@ -528,6 +626,21 @@ def main(argv: list[str] | None = None) -> int:
         default="numpy",
         help="numpy: refoptim on NumPy against torch on the CPU (default); cupy: refoptim on CuPy against torch on CUDA",
     )
+    bench.add_argument(
+        "--dask",
+        action="store_true",
+        help="instead: the optimizer (default Adam) on one float32 parameter as a chunked Dask array on a cluster, "
+        "persisted every step, against NumPy in this process: step times, graph size, memory per worker, "
+        "bit-identity (needs dask and distributed, not torch)",
+    )
+    bench.add_argument("--dask-elements", type=int, default=100_000_000, metavar="N", help="with --dask: elements of the parameter (default 100M)")
+    bench.add_argument("--dask-chunks", type=int, default=10, metavar="K", help="with --dask: chunks of each array (default 10)")
+    bench.add_argument("--dask-workers", type=int, default=2, metavar="W", help="with --dask: worker processes of the LocalCluster (default 2)")
+    bench.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="with --dask: use the running cluster at this scheduler address (tcp://host:8786) instead of a LocalCluster",
+    )
     from .plot import DEFAULT_METRIC, SCHEDULERS
 
     plot = sub.add_parser(
@@ -558,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.steps = DEFAULT_STEPS if args.steps_given is None else args.steps_given
         return _fingerprint(args)
+    if args.command == "backends":
+        return _backends(args)
     if args.command == "golden":
         return _golden(args)
     if args.command == "plot":

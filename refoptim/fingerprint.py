@@ -678,7 +678,7 @@ def _swa_digests(backend: Any) -> dict[str, str]:
             for update in range(AVERAGING_UPDATES):
                 current = [a + _typed(rng, a.shape, dtype, 0.125) for a in current]
                 for p, a in zip(params, current):
-                    p.data[...] = backend.from_numpy(a)
+                    p.data = backend.from_numpy(a)  # rebound: immutable arrays (JAX) too
                 averaged.update_parameters(params)
                 out: list[bytes] = [b"update", struct.pack("<q", update)]
                 _feed(out, averaged.n_averaged)
@@ -728,18 +728,10 @@ def compute(steps: int = DEFAULT_STEPS, backend: str = "numpy", progress: Callab
     of :mod:`refoptim.testing.backends`) and hash them (see the module docstring).
     ``progress``, if given, is called with each section's name when it is done."""
     from .testing import backends as registry
-    from .testing.matrix import configs
 
     b = registry.require_backend(backend)
     start = time.perf_counter()
-    per_section: dict[str, dict[str, str]] = {}
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        for cfg in configs(steps=steps):
-            cfg = dataclasses.replace(cfg, steps=steps_of(cfg, steps))
-            per_section.setdefault(section_of(cfg), {})[cfg.id] = _config_digest(cfg, b, backend)
-        per_section[SCHEDULERS] = _scheduler_digests(b)
-        per_section[SWA_UTILS] = _swa_digests(b)
+    per_section = _per_configuration(steps, b, backend)
     names = sorted(per_section)
     sections = {name: _combine(per_section[name]) for name in names}
     if progress is not None:
@@ -754,6 +746,145 @@ def compute(steps: int = DEFAULT_STEPS, backend: str = "numpy", progress: Callab
         backend=backend,
         seconds=time.perf_counter() - start,
     )
+
+
+def _per_configuration(
+    steps: int,
+    b: Any,
+    backend: str,
+    dtypes: frozenset[str] | None = None,
+    on_error: bool = False,
+    per_section: int | None = None,
+    skip: dict[str, str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """{section: {configuration id: digest}} of every configuration, scheduler case and
+    swa_utils case on backend ``b``. With ``dtypes``, a configuration of another dtype gets
+    ``"unsupported: no <dtype>"`` instead of a digest, and the swa_utils section (which has
+    float64 cases) ``"unsupported: no float64"`` without float64; a configuration of a
+    section in ``skip`` gets ``"unsupported: <its reason>"``; with ``on_error``, a
+    configuration that raises gets ``"error: <type>: <message>"`` instead of stopping the
+    run. With ``per_section``, only that many configurations of each optimizer section run,
+    spread evenly over its list (every dtype and option kind stays likely to be met)."""
+    from .testing.matrix import configs
+
+    chosen = list(configs(steps=steps))
+    if per_section is not None:
+        sections: dict[str, list[Any]] = {}
+        for cfg in chosen:
+            sections.setdefault(section_of(cfg), []).append(cfg)
+        keep = set()
+        for members in sections.values():
+            stride = max(1, len(members) / per_section)
+            keep |= {id(members[int(i * stride)]) for i in range(min(per_section, len(members)))}
+        chosen = [cfg for cfg in chosen if id(cfg) in keep]
+
+    def run(make: Callable[[], Any]) -> Any:
+        if not on_error:
+            return make()
+        try:
+            return make()
+        except Exception as exc:  # noqa: BLE001 - reported per configuration
+            return f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+    digests: dict[str, dict[str, str]] = {}
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for cfg in chosen:
+            cfg = dataclasses.replace(cfg, steps=steps_of(cfg, steps))
+            if dtypes is not None and cfg.dtype not in dtypes:
+                digest = f"unsupported: no {cfg.dtype}"
+            elif skip and section_of(cfg) in skip:
+                digest = f"unsupported: {skip[section_of(cfg)]}"
+            else:
+                digest = run(lambda: _config_digest(cfg, b, backend))
+            digests.setdefault(section_of(cfg), {})[cfg.id] = digest
+        digests[SCHEDULERS] = run(lambda: _scheduler_digests(b))
+        if dtypes is not None and "float64" not in dtypes:
+            digests[SWA_UTILS] = "unsupported: no float64"
+        else:
+            digests[SWA_UTILS] = run(lambda: _swa_digests(b))
+    return digests
+
+
+def backend_dtypes(backend: Any) -> frozenset[str]:
+    """The floating dtypes (``float32``, ``float64``, ``complex64``) a backend's namespace
+    has, from its ``__array_namespace_info__().dtypes()`` (all three where it does not say)."""
+    wanted = {"float32", "float64", "complex64"}
+    info = getattr(backend.namespace(), "__array_namespace_info__", None)
+    if info is None:
+        return frozenset(wanted)
+    try:
+        names = info().dtypes()
+    except TypeError:  # ndonnx wants its kind spelled out
+        names = info().dtypes(kind=None)
+    return frozenset(wanted & set(names))
+
+
+@dataclass
+class Agreement:
+    """A backend's run of every fingerprint configuration against NumPy's, bit for bit.
+
+    ``verdicts`` maps each section to ``{configuration id: verdict}`` with verdict
+    ``"identical"``, ``"differs"``, ``"unsupported: ..."`` (a dtype the backend lacks) or
+    ``"error: ..."`` (the backend raised); a section that is one case in the fingerprint
+    (``schedulers``, ``swa_utils``) has one entry, named after the section."""
+
+    backend: str
+    steps: int
+    verdicts: dict[str, dict[str, str]]
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """{section: {verdict kind: count}}, the kind being the verdict up to its first colon."""
+        out: dict[str, dict[str, int]] = {}
+        for section, rows in self.verdicts.items():
+            counts: dict[str, int] = {}
+            for verdict in rows.values():
+                kind = verdict.split(":")[0]
+                counts[kind] = counts.get(kind, 0) + 1
+            out[section] = counts
+        return out
+
+    def identical(self, section: str) -> bool:
+        """True when every configuration of ``section`` that ran gave NumPy's bits (and at
+        least one ran)."""
+        rows = self.verdicts[section].values()
+        ran = [v for v in rows if not v.startswith("unsupported")]
+        return bool(ran) and all(v == "identical" for v in ran)
+
+
+def agreement(backend: str, steps: int = 2, per_section: int | None = None) -> Agreement:
+    """Every fingerprint configuration on ``backend`` and on NumPy, compared bit for bit
+    (every parameter and state entry after every step): the proof that a backend gives
+    NumPy's answer, reductions (Adafactor, Muon, L-BFGS) included. Configurations of a
+    dtype the backend lacks, and the sections :data:`refoptim.testing.backends.NOT_RUN`
+    names for it (too slow there), are reported unsupported, not run. ``per_section`` runs only
+    that many configurations of each optimizer (spread over its list), for slow backends."""
+    from .testing import backends as registry
+
+    b = registry.require_backend(backend)
+    start = time.perf_counter()
+    dtypes = backend_dtypes(b)
+    skip = {section: why for (name, section), why in registry.NOT_RUN.items() if name == backend}
+    ours = _per_configuration(steps, b, backend, dtypes, on_error=True, per_section=per_section, skip=skip)
+    reference = _per_configuration(steps, registry.get_backend("numpy"), "numpy", per_section=per_section)
+
+    def verdict(mine: str, theirs: str) -> str:
+        if mine.startswith(("unsupported", "error")):
+            return mine
+        return "identical" if mine == theirs else "differs"
+
+    verdicts: dict[str, dict[str, str]] = {}
+    for section in sorted(reference):
+        mine, theirs = ours[section], reference[section]
+        if isinstance(theirs, dict) and isinstance(mine, str):  # the whole section refused
+            verdicts[section] = {k: mine for k in theirs}
+        elif isinstance(theirs, dict):
+            verdicts[section] = {k: verdict(mine[k], theirs[k]) for k in theirs}
+        else:
+            mine = mine if isinstance(mine, str) else _combine(mine)
+            verdicts[section] = {section: verdict(mine, _combine(theirs))}
+    return Agreement(backend, steps, verdicts, time.perf_counter() - start)
 
 
 # ============================================================================ NumPy's SIMD dispatch

@@ -6,6 +6,7 @@ No torch here: the unit tests run without it.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import array_api_compat.numpy as cnp
@@ -21,9 +22,18 @@ from refoptim.testing import backends
 # (conftest.py) runs over every backend of the registry, CuPy included where a GPU is.
 NAMESPACES = {"numpy": cnp, "array_api_strict": array_api_strict}
 
-# Every backend of the registry (refoptim/testing/backends.py), available or not: the
-# ``xp`` fixture's parameters, the unavailable ones skipped with their reason.
-BACKENDS = {name: backends.get_backend(name) for name in backends.BACKEND_NAMES}
+# The backends the ``xp`` fixture runs the unit tests on, available or not (the unavailable
+# ones skipped with their reason): NumPy, array-api-strict and CuPy by default. The other
+# libraries of the registry (JAX, Dask, torch, ndonnx) are proven bit-identical to NumPy
+# over the whole matrix by tests/test_backend_agreement.py; ``REFOPTIM_TEST_BACKENDS``
+# (comma-separated registry names, or ``all``) adds them to the unit tests as well, which
+# takes far longer (each operation is a dispatch or a graph node there).
+_CORE = ("numpy", "array-api-strict", "cupy")
+_EXTRA = os.environ.get("REFOPTIM_TEST_BACKENDS", "")
+_NAMES = backends.BACKEND_NAMES if _EXTRA.strip() == "all" else _CORE + tuple(
+    n for n in (x.strip() for x in _EXTRA.split(",")) if n and n not in _CORE
+)
+BACKENDS = {name: backends.get_backend(name) for name in _NAMES}
 
 
 

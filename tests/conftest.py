@@ -36,3 +36,18 @@ def other_xp(xp):
             if ns is not xp:
                 return ns
     pytest.skip("mixed-namespace tests need a second available backend")
+
+
+@pytest.fixture(autouse=True)
+def _skip_dtypes_the_namespace_lacks(request):
+    """A test parametrized by ``dtype`` on an ``xp`` that has no such dtype (ndonnx: no
+    complex; JAX without x64: no float64) is skipped with that reason."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    dtype = params.get("dtype")
+    if "xp" not in params or not isinstance(dtype, str):
+        return
+    from refoptim.fingerprint import backend_dtypes
+
+    backend = BACKENDS[params["xp"]]
+    if dtype in ("float32", "float64", "complex64") and dtype not in backend_dtypes(backend):
+        pytest.skip(f"{params['xp']} has no {dtype}")

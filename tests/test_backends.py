@@ -119,7 +119,11 @@ def test_adamw_step_is_adam_step_with_decoupled_decay(xp):
 
 def test_functional_updates_numpy_in_place(xp):
     """On mutable arrays the rule returns the very array it was given, updated."""
+    from array_api_compat import is_lazy_array
+
     w = xp.asarray(np.ones(3))
+    if is_lazy_array(w):
+        pytest.skip("lazy arrays (JAX, Dask, ndonnx) are rebound, not written in place")
     g = xp.asarray(np.full(3, 0.5))
     out = F.sgd_step(w, g, {}, lr=0.1, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False)
     assert out is w

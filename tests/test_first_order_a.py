@@ -575,6 +575,9 @@ TORCH_POW = [
 
 @pytest.mark.parametrize("x,exponent,expected", TORCH_POW)
 def test_pow_rounds_as_torch(x, exponent, expected, xp):
+    if abs(exponent) == 0.5 and getattr(xp, "__name__", "") == "array_api_compat.torch":
+        pytest.skip("on torch tensors the exponents +-0.5 use torch's sqrt, not correctly rounded "
+                    "(refoptim.testing.backends.DEVIATIONS)")
     base = xp.asarray(float.fromhex(x), dtype=xp.float32)
     out = torch_pow(base, exponent)
     assert out.dtype == xp.float32 and out.shape == ()

@@ -461,6 +461,8 @@ KNOWN = {
 def test_matches_torch_values(name, xp):
     cls, init, grads, cfg, expected_param, expected_state = KNOWN[name]
     dtype = "complex128" if isinstance(init[0], complex) else "float64"
+    if not hasattr(xp, dtype):  # ndonnx has no complex dtypes
+        pytest.skip(f"{getattr(xp, '__name__', xp)} has no {dtype}")
     p, state, _ = run_class(cls, cfg, xp, np.array(init, dtype=dtype), [np.array(g, dtype=dtype) for g in grads])
     np.testing.assert_allclose(to_np(p), expected_param, rtol=1e-14, atol=1e-15)
     for key, value in expected_state.items():

@@ -53,6 +53,8 @@ CASES = {
 def test_matches_torch_values(name, xp):
     cls, init, grads, cfg, expected_param, expected_state = CASES[name]
     dtype = "complex128" if isinstance(init[0], complex) else "float64"
+    if not hasattr(xp, dtype):  # ndonnx has no complex dtypes
+        pytest.skip(f"{getattr(xp, '__name__', xp)} has no {dtype}")
     cfg = dict(cfg)
     if cfg.get("lr") == "f32(0.1)":
         cfg["lr"] = xp.asarray(0.1, dtype=xp.float32)

@@ -8,12 +8,14 @@ the test pins refoptim's wording and torch's structure.
 import copy
 import warnings
 
+from array_api_compat import is_lazy_array
 import array_api_strict
 import numpy as np
 import pytest
 
 import refoptim
 from refoptim import SGD, Adam, AdamW, Optimizer, Parameter
+from refoptim._backend import namespace_name
 from _support import (
     assert_bitwise_equal,
     assert_snapshots_equal,
@@ -245,12 +247,12 @@ def test_mixed_namespaces(xp, other_xp):
     with pytest.raises(TypeError) as info:
         SGD([P(xp), P(other_xp, name="w2")])
     msg = str(info.value)
-    assert "array_api_compat.numpy" in msg and "array_api_strict" in msg
+    assert namespace_name(xp) in msg and namespace_name(other_xp) in msg
     assert "'w2'" in msg and "param_groups[0]['params'][1]" in msg
     opt = SGD([P(xp)])
-    with pytest.raises(TypeError, match="array_api_strict") as info:
+    with pytest.raises(TypeError) as info:
         opt.add_param_group({"params": [P(other_xp)]})
-    assert "array_api_compat.numpy" in str(info.value)
+    assert namespace_name(xp) in str(info.value) and namespace_name(other_xp) in str(info.value)
     assert len(opt.param_groups) == 1
 
 
@@ -296,7 +298,7 @@ def test_parameter_grad_setter_errors(xp, other_xp):
            setattr, p, "grad", [1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match="different namespace") as info:
         p.grad = G(other_xp)
-    assert "array_api_compat.numpy" in str(info.value) and "array_api_strict" in str(info.value)
+    assert namespace_name(xp) in str(info.value) and namespace_name(other_xp) in str(info.value)
     assert p.grad is good  # every failed assignment left it alone
     p.grad = None
     assert p.grad is None
@@ -315,7 +317,7 @@ def test_parameter_grad_setter_device():
 def test_parameter_basics(xp):
     with pytest.raises(TypeError, match="Parameter data must be an array"):
         Parameter([1.0, 2.0])
-    data = xp.zeros((2, 3))
+    data = xp.zeros((2, 3), dtype=xp.float64)
     p = Parameter(data, name="w")
     assert p.data is data and p.grad is None and p.shape == (2, 3) and p.dtype == xp.float64
     assert Parameter(p).data is data
@@ -586,6 +588,8 @@ def test_load_state_dict_makes_copies(xp):
     dst.load_state_dict(sd)
     loaded = dst.state[p]["momentum_buffer"]
     assert loaded is not buf
+    if is_lazy_array(buf):  # immutable (JAX): there is nothing to mutate
+        pytest.skip(f"{namespace_name(xp)} arrays cannot be written in place")
     buf[...] = 123.0  # mutate the source afterwards
     assert np.array_equal(to_np(loaded), np.full(3, 0.5))
     sd["param_groups"][0]["lr"] = 5.0

@@ -230,9 +230,11 @@ def refoptim_params(shapes: Any, values: list[np.ndarray], backend: str = "numpy
     params = []
     for shape, value in zip(shapes, values):
         if shape == "view":
-            base = b.from_numpy(np.zeros((6, 9), dtype=value.dtype))
-            data = base[::2, 1:5]
-            data[...] = b.from_numpy(value)
+            # The values are placed before the base crosses to the backend, so immutable
+            # arrays (JAX) get the same view; mutable ones get a true view into ``base``.
+            base_np = np.zeros((6, 9), dtype=value.dtype)
+            base_np[::2, 1:5] = value
+            data = b.from_numpy(base_np)[::2, 1:5]
         else:
             data = b.from_numpy(value)
         params.append(refoptim.Parameter(data))

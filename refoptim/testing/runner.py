@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._backend import assign
 from . import backends
 from .inputs import Gradients
 from .matrix import SHAPES, Config, extension_for
@@ -134,7 +135,7 @@ def _run(cfg: Config, backend: str, torch_device: str, torch_foreach: bool) -> R
         # copied as they are (load_state_dict would cast them, as torch's does), as arrays
         # of refoptim's backend.
         for i, (p, value) in enumerate(zip(forced.params, t_before)):
-            p.data[...] = b.from_numpy(value)
+            p.data = assign(p.data, b.from_numpy(value))  # in place; rebound where immutable
             entry = t_state_before["state"].get(state_id[i])
             if entry:
                 forced.optimizer.state[p] = {k: b.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in entry.items()}
