@@ -32,32 +32,13 @@ import numpy as np
 from distributed import Client, LocalCluster, wait
 
 import refoptim
-
-
-def persist(optimizer):
-    """Persist every Dask parameter and state entry of ``optimizer`` on the cluster (one
-    ``dask.persist`` call) and keep the persisted arrays in their places."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    slots = [(p, None) for p in params if dask.is_dask_collection(p.data)]
-    slots += [(p, k) for p in params for k, v in optimizer.state.get(p, {}).items() if dask.is_dask_collection(v)]
-    done = dask.persist(*[p.data if k is None else optimizer.state[p][k] for p, k in slots])
-    for (p, k), value in zip(slots, done):
-        if k is None:
-            p.data = value
-        else:
-            optimizer.state[p][k] = value
-    return list(done)
+# persist every Dask parameter and state entry in one dask.persist call, in place
+from refoptim.bench import dask_arrays, persist_optimizer
 
 
 def tasks(optimizer):
     """The number of tasks behind the optimizer's parameters and state."""
-    keys = set()
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for a in [p.data, *optimizer.state.get(p, {}).values()]:
-                if dask.is_dask_collection(a):
-                    keys.update(a.__dask_graph__().keys())
-    return len(keys)
+    return len({key for a in dask_arrays(optimizer) for key in a.__dask_graph__().keys()})
 
 
 def main(elements=10_000_000, chunks=10, steps=5):
@@ -83,7 +64,7 @@ def main(elements=10_000_000, chunks=10, steps=5):
             param.grad = grad
             optimizer.step()  # builds the graph of this step; computes nothing
             built = tasks(optimizer)
-            wait(persist(optimizer))  # computes it on the workers
+            wait(persist_optimizer(optimizer))  # computes it on the workers
             elapsed = time.perf_counter() - start
             print(f"step {step}: {built:,} tasks built, {tasks(optimizer):,} after persist, {elapsed * 1e3:.0f} ms")
 

@@ -371,7 +371,7 @@ class DaskRow:
         return asdict(self)
 
 
-def _dask_arrays(optimizer: Any) -> list[tuple[Any, str | None]]:
+def _dask_slots(optimizer: Any) -> list[tuple[Any, str | None]]:
     """The (parameter, state key) slots of ``optimizer`` that hold Dask arrays; key ``None``
     is the parameter itself."""
     import dask
@@ -389,14 +389,20 @@ def persist_optimizer(optimizer: Any) -> list[Any]:
     persisted arrays in their places; returns them (``distributed.wait`` takes them)."""
     import dask
 
-    slots = _dask_arrays(optimizer)
-    done = dask.persist(*[p.data if k is None else optimizer.state[p][k] for p, k in slots])
+    slots = _dask_slots(optimizer)
+    done = dask.persist(*dask_arrays(optimizer))
     for (p, k), value in zip(slots, done):
         if k is None:
             p.data = value
         else:
             optimizer.state[p][k] = value
     return list(done)
+
+
+def dask_arrays(optimizer: Any) -> list[Any]:
+    """Every Dask parameter and state entry of ``optimizer``, in :func:`persist_optimizer`'s
+    order."""
+    return [p.data if k is None else optimizer.state[p][k] for p, k in _dask_slots(optimizer)]
 
 
 def _graph_tasks(arrays: list[Any]) -> int:
@@ -481,7 +487,7 @@ def run_dask(
                 start = time.perf_counter()
                 opt.step()
                 built = time.perf_counter()
-                tasks.append(_graph_tasks([p.data if k is None else opt.state[p][k] for p, k in _dask_arrays(opt)]))
+                tasks.append(_graph_tasks(dask_arrays(opt)))
                 wait(persist_optimizer(opt))
                 end = time.perf_counter()
             if i:  # the first step creates the state: not timed
@@ -491,7 +497,7 @@ def run_dask(
                     for part in record.get("startstops", ()):
                         if part["action"] in spent:
                             spent[part["action"]] += part["stop"] - part["start"]
-        after = _graph_tasks([p.data if k is None else opt.state[p][k] for p, k in _dask_arrays(opt)])
+        after = _graph_tasks(dask_arrays(opt))
         peak = client.run(_worker_peak_rss)
         managed = client.run_on_scheduler(_managed_bytes)
         identical = None

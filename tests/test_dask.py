@@ -20,6 +20,7 @@ import dask.array as da
 import refoptim
 from refoptim._backend import assign
 from refoptim._fastpath import can_chunk, group_key
+from refoptim.bench import persist_optimizer
 
 HAS_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 
@@ -37,23 +38,6 @@ ELEMENTWISE = [
     "Rprop",
 ]
 OPTIONS = {"SGD": {"lr": 0.01, "momentum": 0.9}, "Adam": {"lr": 0.01}}
-
-
-def persist(optimizer):
-    """Persist every Dask parameter and state entry of ``optimizer`` (one ``dask.persist``
-    call, so shared pieces are computed once) and keep the persisted arrays. Returns them."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    slots = [(p, None) for p in params if dask.is_dask_collection(p.data)]
-    slots += [
-        (p, key) for p in params for key, value in optimizer.state.get(p, {}).items() if dask.is_dask_collection(value)
-    ]
-    done = dask.persist(*[p.data if key is None else optimizer.state[p][key] for p, key in slots])
-    for (p, key), value in zip(slots, done):
-        if key is None:
-            p.data = value
-        else:
-            optimizer.state[p][key] = value
-    return done
 
 
 def keys(x):
@@ -151,7 +135,7 @@ def test_persist_each_step_keeps_the_graph_constant():
     sizes = []
 
     def each_step(opt):
-        persist(opt)
+        persist_optimizer(opt)
         (p,) = opt.param_groups[0]["params"]
         sizes.append((keys(p.data), keys(opt.state[p]["exp_avg"]), keys(opt.state[p]["exp_avg_sq"])))
 
@@ -240,7 +224,7 @@ def test_local_cluster_bit_identical_to_numpy(cluster_client, name, shape, chunk
     records.messages.clear()
 
     def each_step(opt):
-        wait(list(persist(opt)), timeout=60)
+        wait(persist_optimizer(opt), timeout=60)
 
     pn, on, pd, od = run_both(name, shape, chunks, np.float32, steps, each_step=each_step)
     got = client.compute(pd.data).result(timeout=60)
