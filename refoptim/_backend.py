@@ -56,12 +56,18 @@ _IS_ARRAY: dict[type, bool] = {}
 def is_array(x: Any) -> bool:
     """True for any array of an Array API library (NumPy, CuPy, array-api-strict, ...).
 
-    The answer depends only on the type, so it is remembered per type."""
+    NumPy's masked arrays are not: arithmetic on them skips masked elements, which no
+    torch tensor does, so a step would silently leave them behind. The answer depends
+    only on the type, so it is remembered per type."""
     kind = type(x)
     known = _IS_ARRAY.get(kind)
     if known is None:
-        known = _IS_ARRAY[kind] = bool(is_array_api_obj(x))
+        known = _IS_ARRAY[kind] = bool(is_array_api_obj(x)) and not _is_masked_type(kind)
     return known
+
+
+def _is_masked_type(kind: type) -> bool:
+    return any(k.__module__ == "numpy.ma" or k.__module__.startswith("numpy.ma.") for k in kind.__mro__)
 
 
 def device_of(x: Any) -> Any:
@@ -252,3 +258,16 @@ def typename(obj: Any) -> str:
     if module in {"", "builtins"}:
         return qualname
     return f"{module}.{qualname}"
+
+
+def quiet() -> Any:
+    """A context in which NumPy's floating-point warnings are off (``numpy.errstate(all=
+    "ignore")``): refoptim computes with infinities and NaN as IEEE arithmetic does, as
+    torch does, and torch does not warn about them. It also covers libraries computing
+    through NumPy (array-api-strict) and is cheap (about a microsecond); other libraries
+    do not warn. The optimizers' steps, their functional rules and the schedulers run
+    inside it; the caller's own code (a closure, a hook) runs with the caller's settings.
+    """
+    import numpy
+
+    return numpy.errstate(all="ignore")

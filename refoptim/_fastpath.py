@@ -55,6 +55,8 @@ __all__ = [
     "group_key",
     "grouped_update",
     "set_num_threads",
+    "shares_memory",
+    "writeable_or_copy",
 ]
 
 CHUNK_ELEMENTS = 15872
@@ -507,3 +509,106 @@ def _set_scalar(xp: Any, old: Any, new: Any) -> Any:
         return old
     return _copy(xp, new)
 
+
+
+# --------------------------------------------------------------------- aliasing
+def _root(x: Any) -> Any:
+    """The object that owns ``x``'s memory: the end of its chain of ``base`` arrays
+    (NumPy's and CuPy's views keep the array they view as ``base``; a NumPy array over a
+    foreign buffer ends in that buffer)."""
+    try:
+        base = x.base
+    except AttributeError:  # torch tensors and others: not on the fast paths
+        return x
+    while base is not None:
+        x = base
+        base = getattr(x, "base", None)
+    return x
+
+
+def _bounds(x: Any) -> tuple[int, int] | None:
+    """The first and one-past-last byte address ``x`` may touch, or ``None`` if unknown."""
+    try:
+        if type(x).__module__ == "numpy":
+            from numpy.lib.array_utils import byte_bounds
+
+            return byte_bounds(x)
+        ptr = x.data.ptr  # CuPy
+        lo = hi = ptr
+        for n, stride in zip(x.shape, x.strides):
+            if n == 0:
+                return (ptr, ptr)
+            extent = (n - 1) * stride
+            if extent < 0:
+                lo += extent
+            else:
+                hi += extent
+        return (lo, hi + x.itemsize)
+    except Exception:  # noqa: BLE001 - an array type without addresses: assume overlap
+        return None
+
+
+def shares_memory(pairs: list[tuple[Any, Any]]) -> bool:
+    """True when the memory of a parameter among ``pairs`` (``(Parameter, gradient)``)
+    may overlap another parameter's or a gradient's: then the fast paths, which read
+    every input before writing, would not see what the plain rule's in-order updates
+    write, and the group takes the plain rule.
+
+    Cheap in the usual case: arrays are bucketed by the object owning their memory
+    (:func:`_root`); only arrays that share an owner (views into one buffer) are compared
+    by their byte ranges, which is exact for contiguous views and errs towards "overlaps"
+    for strided ones. Gradients overlapping each other are fine (rules only read them);
+    a :class:`refoptim.SparseGrad` is never aliased here (its arrays are its own).
+    """
+    # The usual case, in one pass: NumPy arrays that own their memory (``base`` None),
+    # none listed twice.
+    seen = set()
+    count = 0
+    for p, grad in pairs:
+        for x in (p.data, grad):
+            if getattr(x, "base", True) is None:
+                seen.add(id(x))
+            else:
+                seen.add(id(_root(x)) if is_array(x) else ~count)
+            count += 1
+    if len(seen) == count:
+        return False
+    owners: dict[int, list[tuple[Any, bool]]] = {}
+    for p, grad in pairs:
+        owners.setdefault(id(_root(p.data)), []).append((p.data, True))
+        if is_array(grad):
+            owners.setdefault(id(_root(grad)), []).append((grad, False))
+    for entries in owners.values():
+        if len(entries) < 2 or not any(is_param for _, is_param in entries):
+            continue
+        spans = []
+        for x, is_param in entries:
+            bounds = _bounds(x)
+            if bounds is None:
+                return True
+            if bounds[1] > bounds[0]:
+                spans.append((bounds[0], bounds[1], is_param))
+        spans.sort(key=lambda s: (s[0], s[1]))
+        # a parameter overlapping anything, or anything overlapping a parameter
+        reach: list[tuple[int, bool]] = []  # (end, is_param) of the spans still open
+        for lo, hi, is_param in spans:
+            reach = [(end, was_param) for end, was_param in reach if end > lo]
+            if any(is_param or was_param for _, was_param in reach):
+                return True
+            reach.append((hi, is_param))
+    return False
+
+
+def writeable_or_copy(x: Any) -> Any:
+    """``x`` itself, or a writeable copy where ``x`` is a NumPy array that is read-only
+    (``flags.writeable`` False): the rules update parameters and state in place where
+    they can, and a read-only array is then rebound to the copy, as an immutable array
+    (JAX) is rebound to the rule's result. Anything else is returned as it is."""
+    flags = getattr(x, "flags", None)
+    if flags is None or type(x).__module__ != "numpy":
+        return x
+    if flags.writeable:
+        return x
+    import numpy
+
+    return numpy.array(x, copy=True)

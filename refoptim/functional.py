@@ -30,6 +30,9 @@ torch's closure, and returns ``(x, loss)``::
     x, loss = lbfgs_step(x, loss_and_grad, state, line_search_fn="strong_wolfe")
 """
 
+import functools
+
+from ._backend import quiet
 from .adadelta import adadelta_init, adadelta_step
 from .adafactor import adafactor_init, adafactor_step
 from .adagrad import adagrad_init, adagrad_step
@@ -78,3 +81,24 @@ __all__ = [
     "sparse_adam_init",
     "sparse_adam_step",
 ]
+
+
+def _quiet(rule):  # type: ignore[no-untyped-def]
+    """``rule`` run inside :func:`refoptim._backend.quiet`: IEEE arithmetic on infinities
+    and NaN without NumPy's warnings, as the classes' ``step`` runs it."""
+
+    @functools.wraps(rule)
+    def quiet_rule(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with quiet():
+            return rule(*args, **kwargs)
+
+    return quiet_rule
+
+
+# The functions the classes call, each wrapped to run without NumPy's warnings (the
+# classes' step already does). lbfgs_step calls the user's loss_and_grad inside: that
+# runs quietly too.
+for _name in __all__:
+    if _name.endswith("_step") or _name.endswith("_init"):
+        globals()[_name] = _quiet(globals()[_name])
+del _name

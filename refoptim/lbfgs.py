@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import _reduce
 from ._backend import (
     array_namespace,
     assign,
@@ -32,12 +33,12 @@ from ._backend import (
     is_complex,
     is_floating,
     numel,
+    quiet,
     scalar,
     to_scalar,
     view_as_complex,
     view_as_real,
 )
-from . import _reduce
 from ._primitives import add, add_
 from .optimizer import Optimizer
 from .parameter import Parameter
@@ -766,6 +767,8 @@ class LBFGS(Optimizer):
       starts from the rounded value, as in torch.
     """
 
+    _integer_options = ("max_iter", "history_size")  # torch iterates range() over them
+
     def __init__(
         self,
         params: Any,
@@ -861,6 +864,26 @@ class LBFGS(Optimizer):
             p.data = data
             offset += n
 
+    def _check_loaded_state(self, p: Any, state: dict[Any, Any], group: dict[str, Any], label: Any) -> None:
+        """L-BFGS keeps one state, under the first parameter, over the flat vector of all
+        parameters: every array in it (``d``, ``prev_flat_grad``, the entries of
+        ``old_dirs``, ``old_stps``) must be 0-d or have the flat vector's length (complex
+        parameters count twice, as their real pairs)."""
+        total = sum(numel(q.data) * (2 if is_complex(array_namespace(q.data), q.data) else 1) for q in self._params)
+
+        def check(key: Any, value: Any) -> None:
+            if isinstance(value, (list, tuple)):
+                for item in value:
+                    check(key, item)
+            elif is_array(value) and len(value.shape) > 0 and tuple(value.shape) != (total,):
+                raise ValueError(
+                    f"state entry '{key}' of parameter {label} has shape {tuple(value.shape)}, "
+                    f"but LBFGS keeps flat vectors of shape {(total,)} for these parameters"
+                )
+
+        for key, value in state.items():
+            check(key, value)
+
     def _clone_param(self) -> list[Any]:
         """torch's ``_clone_param``: a copy of every parameter."""
         return [array_namespace(p.data).asarray(p.data, copy=True) for p in self._params]
@@ -891,7 +914,16 @@ class LBFGS(Optimizer):
         saved_state = {k: list(v) if isinstance(v, list) else v for k, v in state.items()}
         saved_params = self._clone_param()
         try:
-            return self._step(closure, state)
+            import numpy
+
+            caller = numpy.geterr()
+
+            def user_closure() -> Any:  # the caller's own warning settings
+                with numpy.errstate(**caller):
+                    return closure()
+
+            with quiet():
+                return self._step(user_closure, state)
         except BaseException:
             self._set_param(saved_params)
             state.clear()

@@ -408,6 +408,9 @@ class Muon(Optimizer):
     reproduced was measured on an AVX2 CPU.
     """
 
+    _integer_options = ("ns_steps",)  # torch iterates range() over them
+    _length_messages = {"ns_coefficients": "Coefficients must be a tuple of exactly 3 values"}
+
     def __init__(
         self,
         params: Any,

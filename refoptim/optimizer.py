@@ -11,6 +11,7 @@ gradient of every group before it changes anything (validate, then mutate).
 from __future__ import annotations
 
 import functools
+import numbers
 import warnings
 import weakref
 from collections import OrderedDict, defaultdict
@@ -24,11 +25,14 @@ from ._backend import (
     assign,
     device_of,
     is_array,
+    is_complex,
     is_floating,
     namespace_name,
     typename,
 )
-from ._fastpath import can_chunk, chunked_update, group_key, grouped_update
+from ._backend import quiet
+from ._fastpath import can_chunk, chunked_update, group_key, grouped_update, shares_memory, writeable_or_copy
+from ._schedule_scalars import LazyFloat
 from .parameter import Parameter
 from .sparse import SparseGrad
 
@@ -375,6 +379,40 @@ class Optimizer:
                             # torch's grad.zero_(): in place where writeable
                             p.grad = assign(p.grad, array_namespace(p.grad).zeros_like(p.grad))
 
+    # ------------------------------------------------------------------ option checks
+    _integer_options: tuple[str, ...] = ()
+    """Options that must be Python integers (Muon's ``ns_steps``, LBFGS's ``max_iter``)."""
+
+    _length_messages: dict[str, str] = {}
+    """torch's own ``ValueError`` message for a tuple option of the wrong length, where
+    torch checks it itself (Muon's ``ns_coefficients``)."""
+
+    def _check_group_options(self, groups: list[dict[str, Any]] | None = None) -> None:
+        """Every group's options against the types their defaults have, before anything
+        changes (validate, then mutate).
+
+        An option whose default is a real number must be a real number (or an array, or a
+        per-step value under ``jax.jit``); one whose default is a tuple must unpack into as
+        many real numbers (``None`` where the default has ``None``). torch raises the same
+        exception types, but only when the step reaches the option, after earlier groups
+        and parameters have moved; refoptim raises before, naming the group and option.
+        Values are not range-checked here: torch accepts, say, a negative ``lr`` set after
+        construction, and so does refoptim.
+        """
+        groups = self.param_groups if groups is None else groups
+        defaults = self.defaults
+        for gi, group in enumerate(groups):
+            for key, default in defaults.items():
+                value = group.get(key, default)
+                if value is default or type(value) is float:
+                    continue
+                try:
+                    _check_option(f"param_groups[{gi}]['{key}']", value, default, key in self._integer_options)
+                except ValueError:
+                    if key in self._length_messages:
+                        raise ValueError(self._length_messages[key]) from None
+                    raise
+
     # ------------------------------------------------------------------ stepping
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Parameter, Any]]]]:
         """Every group's (parameter, gradient) pairs, each checked before anything changes.
@@ -383,8 +421,10 @@ class Optimizer:
         namespace and device; and its gradient: an array of the same namespace, device,
         dtype and shape, or a :class:`SparseGrad` whose values are (only for an optimizer
         with ``_supports_sparse_grad``; any other raises torch's ``_sparse_grad_error``).
-        The first failure raises, naming the parameter.
+        The first failure raises, naming the parameter. Every group's options are checked
+        first (:meth:`_check_group_options`).
         """
+        self._check_group_options()
         reference = self._reference()
         plan = []
         # The common case, checked in a few comparisons: a dense gradient of the same array
@@ -499,33 +539,52 @@ class Optimizer:
         loss = None
         if closure is not None:
             loss = closure()
-        for group, pairs in self._params_with_grad():
-            together, keys, pieces = [], [], []
-            for p, grad in pairs:
-                state = self.state.get(p)
-                if not state:
-                    state = self._init_state(p, group)
-                # The fast paths give the same bits as the plain rule (refoptim._fastpath):
-                if self._elementwise:
-                    key = group_key(p.data, grad, state)
-                    if key is not None:  # many small arrays: updated together
-                        together.append((p, grad, state))
-                        keys.append(key)
-                        continue
-                    if can_chunk(p.data, grad, state):  # large arrays: piece by piece
-                        pieces.append((p, grad, state))
-                        continue
-                p.data = assign(p.data, self._update(p.data, grad, state, group))
-                if state:
-                    self.state[p] = state
-            if pieces:
-                chunked_update(self._update, [(p.data, grad, state) for p, grad, state in pieces], group)
-            if together:
-                grouped_update(self._update, [(p.data, grad, state) for p, grad, state in together], group, keys)
-            for p, _, state in pieces + together:
-                if state:
-                    self.state[p] = state
+        plan = self._params_with_grad()
+        with quiet():  # IEEE arithmetic on inf and NaN, as torch's, without NumPy's warnings
+            for group, pairs in plan:
+                self._step_group(group, pairs)
         return loss
+
+    def _step_group(self, group: dict[str, Any], pairs: list[tuple[Parameter, Any]]) -> None:
+        """Update one group's parameters, each by the plain rule or, with the same bits,
+        by the fast paths (:mod:`refoptim._fastpath`).
+
+        The fast paths run only when no parameter's memory overlaps another parameter's
+        or a gradient's (two :class:`Parameter` s over one array, one parameter listed
+        twice, a gradient that is its parameter's array): they read every input before
+        they write, where the plain rule, like torch, updates one parameter after the
+        other and so sees what earlier updates wrote. Read-only NumPy arrays (parameter
+        or state) are replaced by writeable copies first, so every optimizer rebinds
+        ``.data`` for them, as for immutable arrays, and none fails midway.
+        """
+        together, keys, pieces = [], [], []
+        fast = self._elementwise and not shares_memory(pairs)
+        for p, grad in pairs:
+            state = self.state.get(p)
+            if not state:
+                state = self._init_state(p, group)
+            if fast:
+                key = group_key(p.data, grad, state)
+                if key is not None:  # many small arrays: updated together
+                    together.append((p, grad, state))
+                    keys.append(key)
+                    continue
+                if can_chunk(p.data, grad, state):  # large arrays: piece by piece
+                    pieces.append((p, grad, state))
+                    continue
+            p.data = writeable_or_copy(p.data)
+            for k, v in state.items():
+                state[k] = writeable_or_copy(v)
+            p.data = assign(p.data, self._update(p.data, grad, state, group))
+            if state:
+                self.state[p] = state
+        if pieces:
+            chunked_update(self._update, [(p.data, grad, state) for p, grad, state in pieces], group)
+        if together:
+            grouped_update(self._update, [(p.data, grad, state) for p, grad, state in together], group, keys)
+        for p, _, state in pieces + together:
+            if state:
+                self.state[p] = state
 
     step = _hooked_step(step)
 
@@ -635,6 +694,56 @@ class Optimizer:
                 state_dict = hook_result
         return state_dict
 
+    def _check_loaded_state(self, p: Parameter, state: dict[Any, Any], group: dict[str, Any], label: Any) -> None:
+        """A parameter's loaded state (already cast) against the state this optimizer
+        starts it with (:meth:`_init_state` under the loaded group's options): every entry
+        of that is present, each array has its shape (and, when not 0-d, is complex where
+        that is: torch keeps a loaded complex parameter's state dtype as it is), and
+        an entry the rule creates later (SGD's momentum buffer) has the parameter's shape.
+        An empty state (a parameter not stepped yet) is fine. torch checks none of this
+        and fails at the next step instead, after some state has moved; refoptim refuses
+        the whole dict first, naming the parameter and the entry. Missing entries raise
+        ``KeyError`` (torch's type when it meets one), everything else ``ValueError``.
+        """
+        if not state:
+            return
+        expected = self._init_state(p, {**self.defaults, **group})
+        name = type(self).__name__
+        for key in expected:
+            if key not in state:
+                raise KeyError(
+                    f"state of parameter {label} has no entry '{key}' "
+                    f"({name} keeps {', '.join(repr(k) for k in expected)})"
+                )
+        for key, value in state.items():
+            want = expected.get(key)
+            if isinstance(value, SparseGrad) or is_array(value):
+                shape = tuple(value.shape)
+                if is_array(want):
+                    want_shape = tuple(want.shape)
+                elif want is None and len(shape) > 0:
+                    want_shape = tuple(p.data.shape)
+                else:
+                    want_shape = shape
+                if shape != want_shape:
+                    raise ValueError(
+                        f"state entry '{key}' of parameter {label} has shape {shape}, "
+                        f"but {name} keeps one of shape {want_shape} for this parameter"
+                    )
+                if is_array(want) and len(shape) > 0 and is_array(value):
+                    xp = array_namespace(value)
+                    if is_complex(xp, want) != is_complex(xp, value):
+                        kind = "complex" if is_complex(xp, want) else "real"
+                        raise ValueError(
+                            f"state entry '{key}' of parameter {label} has dtype {value.dtype}, "
+                            f"but {name} keeps a {kind} one ({want.dtype}) for this parameter"
+                        )
+            elif is_array(want) and len(tuple(want.shape)) > 0:
+                raise ValueError(
+                    f"state entry '{key}' of parameter {label} is a {typename(value)}, "
+                    f"but {name} keeps an array of shape {tuple(want.shape)} for this parameter"
+                )
+
     @staticmethod
     def _process_value_according_to_param_policy(
         param: Parameter, value: Any, param_id: Any, param_groups: list[dict[str, Any]], key: Any = None
@@ -709,11 +818,25 @@ class Optimizer:
                 return type(value)(_cast(param, v, param_id=param_id) for v in value)
             return value
 
+        # Validate everything before anything changes: the groups' options, then each
+        # parameter's state (cast to the parameter as torch casts it) against the layout
+        # the optimizer keeps for it.
+        self._check_group_options(saved_groups)
+        where = {
+            id(p): (gi, i, saved)
+            for gi, (group, saved) in enumerate(zip(groups, saved_groups))
+            for i, p in enumerate(group["params"])
+        }
         state: defaultdict[Any, dict[Any, Any]] = defaultdict(dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 param = id_map[k]
                 state[param] = _cast(param, v, param_id=k)
+                gi, i, saved = where[id(param)]
+                label = _Label(self, gi, i, param, {**saved, "params": groups[gi]["params"]})
+                if not isinstance(state[param], dict):
+                    raise TypeError(f"state of parameter {label} is a {typename(state[param])}, not a dict")
+                self._check_loaded_state(param, state[param], saved, label)
             else:
                 state[k] = v
 
@@ -724,7 +847,15 @@ class Optimizer:
             return new_group
 
         param_groups = [update_group(g, ng) for g, ng in zip(groups, saved_groups)]
-        self.__setstate__({"state": state, "param_groups": param_groups})
+        before = {name: self.__dict__[name] for name in ("state", "param_groups", "defaults")}
+        defaults = dict(self.defaults)
+        try:
+            self.__setstate__({"state": state, "param_groups": param_groups})
+        except BaseException:  # a subclass's conversion failed: the optimizer as it was
+            self.__dict__.update(before)
+            self.defaults.clear()
+            self.defaults.update(defaults)
+            raise
 
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
@@ -750,3 +881,38 @@ def _to_host(value: Any) -> Any:
         # CuPy refuses implicit host copies; it has .get().
         return value.get()
 
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) or is_array(value) or isinstance(value, LazyFloat)
+
+
+def _check_option(name: str, value: Any, default: Any, integer: bool) -> None:
+    """``value`` against the type of ``default`` (see :meth:`Optimizer._check_group_options`)."""
+    if isinstance(default, bool) or default is None or isinstance(default, str):
+        return
+    if isinstance(default, numbers.Real):
+        if integer:
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                return
+            raise TypeError(f"{name} must be an int, not {typename(value)}")
+        if not _is_real(value) or isinstance(value, complex):
+            raise TypeError(f"{name} must be a real number, not {typename(value)}")
+        return
+    if isinstance(default, tuple):
+        n = len(default)
+        if not isinstance(value, Iterable):
+            raise TypeError(f"{name} must be a tuple of {n} numbers; cannot unpack non-iterable {typename(value)} object")
+        items = list(value)
+        if len(items) != n:
+            detail = (
+                f"too many values to unpack (expected {n})"
+                if len(items) > n
+                else f"not enough values to unpack (expected {n}, got {len(items)})"
+            )
+            raise ValueError(f"{name} must be a tuple of {n} numbers, got {len(items)}: {detail}")
+        for i, (item, item_default) in enumerate(zip(items, default)):
+            if item is None and item_default is None:
+                continue
+            if not _is_real(item) or isinstance(item, complex):
+                raise TypeError(f"{name}[{i}] must be a real number, not {typename(item)}")

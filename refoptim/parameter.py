@@ -52,8 +52,9 @@ class Parameter:
     @data.setter
     def data(self, value: Any) -> None:
         if not is_array(value):
+            why = " (masked arrays are not supported: a step would skip their masked elements)" if typename(value).startswith("numpy.ma.") else ""
             raise TypeError(
-                f"Parameter data must be an array of an Array API library, but got {typename(value)}"
+                f"Parameter data must be an array of an Array API library, but got {typename(value)}{why}"
             )
         self._data = value
 

@@ -262,3 +262,99 @@ def test_flags_without_a_writeable_entry_count_as_writeable():
     assert not fastpath._flat_ok(CupyLike(False))
     assert fastpath._writeable(CupyLike(True))
     assert not fastpath._writeable(object())
+
+
+# --------------------------------------------------------------------- aliasing
+# Memory shared between parameters, or between a parameter and a gradient: the plain rule
+# updates the parameters one after the other, each seeing what the earlier ones wrote (as
+# torch does); the fast paths read every input before writing, so they must step aside.
+# Each case runs with the fast paths on (small pieces, so both chunking and grouping are
+# exercised) and off, and must give the same bits.
+
+def _aliased(case, dtype, size):
+    base = _arrays(dtype, 0, (size,))
+    other = _arrays(dtype, 1, (size,))
+    if case == "two-parameters-one-array":
+        p, q = refoptim.Parameter(base), refoptim.Parameter(base)
+        return [p, q], lambda step: [_arrays(dtype, 10 + step, (size,)), _arrays(dtype, 20 + step, (size,))]
+    if case == "one-parameter-twice":
+        p = refoptim.Parameter(base)
+        return [p, p], lambda step: [_arrays(dtype, 10 + step, (size,))] * 2
+    if case == "grad-is-data":
+        p, q = refoptim.Parameter(base), refoptim.Parameter(other)
+        return [p, q], lambda step: [p.data, q.data]
+    if case == "grad-is-other-parameter":
+        p, q = refoptim.Parameter(base), refoptim.Parameter(other)
+        return [p, q], lambda step: [q.data, _arrays(dtype, 20 + step, (size,))]
+    if case == "overlapping-views":
+        buf = _arrays(dtype, 2, (size + size // 2,))
+        p, q = refoptim.Parameter(buf[:size]), refoptim.Parameter(buf[size // 2 :])
+        return [p, q], lambda step: [_arrays(dtype, 10 + step, (size,)), _arrays(dtype, 20 + step, (size,))]
+    raise AssertionError(case)
+
+
+ALIASING = ["two-parameters-one-array", "one-parameter-twice", "grad-is-data", "grad-is-other-parameter", "overlapping-views"]
+
+
+def _run_aliased(name, options, dtype, case, size, chunk, monkeypatch, steps=3):
+    monkeypatch.setattr(fastpath, "CHUNK_ELEMENTS", chunk)
+    params, grads = _aliased(case, dtype, size)
+    with pytest.warns(UserWarning, match="duplicate") if case == "one-parameter-twice" else _no_warning():
+        opt = getattr(refoptim, name)(params, **options)
+    for step in range(steps):
+        for p, g in zip(params, grads(step)):
+            p.grad = g
+        opt.step()
+    unique = list({id(p): p for p in params}.values())
+    return [p.data for p in unique], [opt.state[p] for p in unique]
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("size", [8, 103], ids=["grouped", "chunked"])
+@pytest.mark.parametrize("case", ALIASING)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_aliased_memory_gives_the_plain_rules_bits(name, options, dtype, case, size, monkeypatch):
+    plain = _run_aliased(name, options, dtype, case, size, 0, monkeypatch)
+    fast = _run_aliased(name, options, dtype, case, size, 16, monkeypatch)
+    _assert_same_results(*plain, *fast)
+
+
+def test_aliasing_reproducers_of_the_issue():
+    """The issue's reproducers, with torch 2.13's results (conformance/ checks them
+    against torch itself): two Parameters over one array move twice; one parameter
+    listed twice moves twice and counts two steps."""
+    a = np.array([1.0, 2.0])
+    p1, p2 = refoptim.Parameter(a), refoptim.Parameter(a)
+    p1.grad, p2.grad = np.ones(2), np.ones(2)
+    refoptim.Adam([p1, p2], lr=0.1).step()
+    np.testing.assert_allclose(p1.data, [0.8, 1.8], rtol=0, atol=1e-8)
+    p = refoptim.Parameter(np.array([1.0, 2.0]))
+    p.grad = np.ones(2)
+    with pytest.warns(UserWarning, match="duplicate"):
+        opt = refoptim.Adam([p, p], lr=0.1)
+    opt.step()
+    np.testing.assert_allclose(p.data, [0.8, 1.8], rtol=0, atol=1e-8)
+    assert float(opt.state[p]["step"]) == 2.0
+
+
+def test_shares_memory_tells_views_apart():
+    buf = np.zeros(100)
+    disjoint = [(refoptim.Parameter(buf[i * 10 : (i + 1) * 10]), np.ones(10)) for i in range(10)]
+    assert not fastpath.shares_memory(disjoint)  # views into one buffer, side by side
+    touching = disjoint + [(refoptim.Parameter(buf[5:15]), np.ones(10))]
+    assert fastpath.shares_memory(touching)
+    p = refoptim.Parameter(np.ones(4))
+    assert fastpath.shares_memory([(p, p.data)])  # the gradient is the parameter's array
+    g = np.ones(4)
+    shared_grads = [(refoptim.Parameter(np.ones(4)), g), (refoptim.Parameter(np.ones(4)), g)]
+    assert not fastpath.shares_memory(shared_grads)  # gradients are only read
+    strided = [(refoptim.Parameter(buf[0::2]), np.ones(50)), (refoptim.Parameter(buf[1::2]), np.ones(50))]
+    assert fastpath.shares_memory(strided)  # interleaved: byte ranges overlap, so "may share"
