@@ -572,12 +572,7 @@ class Optimizer:
                 if can_chunk(p.data, grad, state):  # large arrays: piece by piece
                     pieces.append((p, grad, state))
                     continue
-            p.data = writeable_or_copy(p.data)
-            for k, v in state.items():
-                state[k] = writeable_or_copy(v)
-            p.data = assign(p.data, self._update(p.data, grad, state, group))
-            if state:
-                self.state[p] = state
+            self._update_plain(p, grad, state, group)
         if pieces:
             chunked_update(self._update, [(p.data, grad, state) for p, grad, state in pieces], group)
         if together:
@@ -587,6 +582,16 @@ class Optimizer:
                 self.state[p] = state
 
     step = _hooked_step(step)
+
+    def _update_plain(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """One parameter by the plain rule, read-only NumPy arrays replaced by writeable
+        copies first; the state is stored when it is not empty."""
+        p.data = writeable_or_copy(p.data)
+        for k, v in state.items():
+            state[k] = writeable_or_copy(v)
+        p.data = assign(p.data, self._update(p.data, grad, state, group))
+        if state:
+            self.state[p] = state
 
     def _scalar_state_as_arrays(self, *keys: str) -> None:
         """torch's ``__setstate__`` conversion: state scalars loaded as Python numbers

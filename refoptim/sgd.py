@@ -281,6 +281,22 @@ class SGD(Optimizer):
             group.setdefault("differentiable", False)
             group.setdefault("fused", False)
 
+    def _step_group(self, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
+        """torch's quirk for a parameter listed twice (deprecated; both warn): torch reads
+        every parameter's momentum buffer before the step, so a parameter without one gets
+        a fresh buffer (a copy of its gradient) at each of its occurrences, and the last
+        one is kept. Everything else: the base's step."""
+        ids = [id(p) for p, _ in pairs]
+        if group["momentum"] == 0 or len(set(ids)) == len(ids):
+            return super()._step_group(group, pairs)
+        fresh = {id(p) for p, _ in pairs if "momentum_buffer" not in self.state.get(p, {})}
+        for p, grad in pairs:
+            state = self.state.get(p) or self._init_state(p, group)
+            if id(p) in fresh:
+                state = {k: v for k, v in state.items() if k != "momentum_buffer"}
+            self._update_plain(p, grad, state, group)
+        return None
+
     def _update(self, param: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         return sgd_step(
             param,

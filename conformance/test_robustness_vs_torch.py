@@ -1,0 +1,151 @@
+"""Issue 16's reproducers, each run on torch 2.13 and on refoptim side by side.
+
+- Aliased memory (two Parameters over one array, one parameter listed twice, a gradient
+  that is the parameter's own array): refoptim gives torch's results after three steps,
+  within the free-running threshold (`refoptim.testing.thresholds.TRAJECTORY_REL`).
+- Non-finite and overflowing float64 inputs: torch's values, placed where torch places
+  them (the float64 fused multiply-add's edges).
+- Options of the wrong type: the exception type torch raises, from refoptim before
+  anything changes; torch itself is not atomic (a reproducer shows it moving a parameter
+  before raising), which is the documented difference.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import refoptim  # noqa: E402
+from refoptim.testing.metrics import relative_error  # noqa: E402
+from refoptim.testing.thresholds import TRAJECTORY_REL  # noqa: E402
+
+ELEMENTWISE = ["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop"]
+OPTIONS = {
+    "SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01},
+    "RAdam": {"lr": 0.1, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    "NAdam": {"lr": 0.1, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    "AdamW": {"lr": 0.1, "weight_decay": 0.1},
+}
+
+
+def _pair(name, case, dtype, steps=3):
+    """Run ``case`` on both sides; return refoptim's and torch's final parameters."""
+    options = OPTIONS.get(name, {"lr": 0.1})
+    rng = np.random.default_rng(0)
+    init = rng.standard_normal((2, 5)).astype(dtype)
+    grads = [rng.standard_normal((2, 5)).astype(dtype) for _ in range(steps)]
+    results = []
+    for side in ("refoptim", "torch"):
+        if side == "refoptim":
+            make, wrap, lib = (lambda a: refoptim.Parameter(a)), (lambda a: a), refoptim
+        else:
+            make = lambda a: torch.nn.Parameter(a)  # noqa: E731
+            wrap, lib = torch.from_numpy, torch.optim
+        a, b = wrap(init[0].copy()), wrap(init[1].copy())
+        if case == "two-parameters-one-array":
+            params = [make(a), make(a)]
+        elif case == "one-parameter-twice":
+            p = make(a)
+            params = [p, p]
+        else:  # grad-is-data: two parameters, each gradient its own array
+            params = [make(a), make(b)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # both sides warn about duplicates
+            opt = getattr(lib, name)(params, **options)
+        for g in grads:
+            for i, p in enumerate(params):
+                if case == "grad-is-data":
+                    p.grad = p.data
+                else:
+                    p.grad = wrap(g[i].copy())
+            opt.step()
+        results.append([np.asarray(p.data.numpy() if side == "torch" else p.data).copy() for p in params])
+    return results
+
+
+@pytest.mark.parametrize("case", ["two-parameters-one-array", "one-parameter-twice", "grad-is-data"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_aliased_memory_matches_torch(name, dtype, case):
+    ours, theirs = _pair(name, case, dtype)
+    for o, t in zip(ours, theirs):
+        assert relative_error(o, t) <= TRAJECTORY_REL[dtype], (name, case)
+
+
+def test_one_parameter_twice_counts_two_steps_as_torch():
+    p = refoptim.Parameter(np.array([1.0, 2.0]))
+    p.grad = np.ones(2)
+    t = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    t.grad = torch.ones(2, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours, theirs = refoptim.Adam([p, p], lr=0.1), torch.optim.Adam([t, t], lr=0.1)
+    ours.step()
+    theirs.step()
+    assert float(ours.state[p]["step"]) == float(theirs.state[t]["step"]) == 2.0
+    np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "name, param, grad",
+    [
+        ("SGD", [1.0, 2.0], [np.inf, 1.0]),
+        ("Adam", [1.0, 2.0], [1e160, 1.0]),
+        ("Adam", [np.inf, 2.0], [1.0, 1.0]),
+        ("SGD", [1e308, 2.0], [-1e308, 1.0]),
+    ],
+)
+def test_non_finite_float64_values_land_where_torch_puts_them(name, param, grad):
+    p = refoptim.Parameter(np.array(param))
+    p.grad = np.array(grad)
+    t = torch.nn.Parameter(torch.tensor(param, dtype=torch.float64))
+    t.grad = torch.tensor(grad, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no NumPy warning
+        getattr(refoptim, name)([p], lr=0.1).step()
+    getattr(torch.optim, name)([t], lr=0.1).step()
+    np.testing.assert_array_equal(p.data, t.detach().numpy())
+
+
+WITH_WEIGHT_DECAY = [n for n in ELEMENTWISE if n not in ("Rprop",)] + ["Muon", "Adafactor"]
+
+
+@pytest.mark.parametrize("bad", [None, "0.01"], ids=["None", "str"])
+@pytest.mark.parametrize("name", WITH_WEIGHT_DECAY)
+def test_weight_decay_of_the_wrong_type_raises_torchs_type(name, bad):
+    outcomes = []
+    for lib, make, array in (
+        (refoptim, refoptim.Parameter, lambda: np.ones((3, 3), dtype=np.float32)),
+        (torch.optim, torch.nn.Parameter, lambda: torch.ones(3, 3)),
+    ):
+        p = make(array())
+        p.grad = array() / 2
+        opt = getattr(lib, name)([p], lr=0.1)
+        opt.param_groups[0]["weight_decay"] = bad
+        with pytest.raises(Exception) as info:
+            opt.step()
+        outcomes.append(type(info.value))
+    assert issubclass(outcomes[0], TypeError) and issubclass(outcomes[1], TypeError), outcomes
+
+
+def test_torch_is_not_atomic_where_refoptim_is():
+    """The documented difference: torch's AdamW moves the parameter (weight decay first)
+    before it meets an ``eps`` of the wrong type; refoptim raises before anything moves."""
+    t = torch.nn.Parameter(torch.ones(3))
+    t.grad = torch.ones(3)
+    opt = torch.optim.AdamW([t], lr=0.1, weight_decay=0.1)
+    opt.param_groups[0]["eps"] = None
+    with pytest.raises(TypeError):
+        opt.step()
+    assert not torch.equal(t.detach(), torch.ones(3))  # torch moved it
+    p = refoptim.Parameter(np.ones(3, dtype=np.float32))
+    p.grad = np.ones(3, dtype=np.float32)
+    ours = refoptim.AdamW([p], lr=0.1, weight_decay=0.1)
+    ours.param_groups[0]["eps"] = None
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['eps'\]"):
+        ours.step()
+    np.testing.assert_array_equal(p.data, np.ones(3, dtype=np.float32))
