@@ -149,3 +149,29 @@ def test_torch_is_not_atomic_where_refoptim_is():
     with pytest.raises(TypeError, match=r"param_groups\[0\]\['eps'\]"):
         ours.step()
     np.testing.assert_array_equal(p.data, np.ones(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: torch.nn.Parameter(torch.ones(3)), "requires grad .* pass tensor.detach()"),
+        (lambda: torch.ones(5).to_sparse(), "layout torch.sparse_coo"),
+        (lambda: torch.ones(5, device="meta"), "meta device"),
+    ],
+    ids=["requires-grad", "sparse", "meta"],
+)
+def test_torch_tensors_refoptim_cannot_step_are_refused_up_front(make, message):
+    """Each of these failed midway through a step before (after other parameters moved)."""
+    with pytest.raises(TypeError, match=message):
+        refoptim.Parameter(make())
+
+
+def test_a_detached_nn_parameter_is_stepped_in_place():
+    weight = torch.nn.Parameter(torch.ones(40000))
+    p = refoptim.Parameter(weight.detach())  # shares the memory
+    p.grad = torch.full((40000,), 0.5)
+    refoptim.Adam([p], lr=0.1).step()
+    assert torch.equal(weight.detach(), p.data)
+    assert float(weight[0]) != 1.0
+    with pytest.raises(TypeError, match="layout"):
+        p.grad = torch.ones(40000).to_sparse()

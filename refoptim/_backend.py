@@ -271,3 +271,28 @@ def quiet() -> Any:
     import numpy
 
     return numpy.errstate(all="ignore")
+
+
+def refusal(x: Any) -> str | None:
+    """Why refoptim cannot step array ``x`` (a sentence), or ``None`` when it can.
+
+    Only torch tensors have per-array properties that rule a step out: one that requires
+    grad (the step updates in place, which autograd refuses on a leaf; torch.optim steps
+    under ``torch.no_grad()``: give refoptim ``tensor.detach()``, which shares the memory),
+    a sparse or otherwise non-strided layout, and the ``meta`` device (no values). Every
+    other array type is decided by its type (:func:`is_array`). Cheap for the others: one
+    comparison of the type's module name."""
+    if not type(x).__module__.startswith("torch"):
+        return None
+    if getattr(x, "requires_grad", False):
+        return (
+            "a torch tensor that requires grad (refoptim updates it in place, which autograd "
+            "refuses on a leaf); pass tensor.detach(), which shares its memory"
+        )
+    layout = str(getattr(x, "layout", "torch.strided"))
+    if layout != "torch.strided":
+        return f"a torch tensor of layout {layout} (only dense, strided tensors can be stepped)"
+    device = getattr(x, "device", None)
+    if getattr(device, "type", None) == "meta":
+        return "a torch tensor on the meta device (it holds no values)"
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, device_of, is_array, typename
+from ._backend import array_namespace, device_of, is_array, refusal, typename
 from .sparse import SparseGrad
 
 __all__ = ["Parameter"]
@@ -56,6 +56,9 @@ class Parameter:
             raise TypeError(
                 f"Parameter data must be an array of an Array API library, but got {typename(value)}{why}"
             )
+        why_not = refusal(value)
+        if why_not is not None:
+            raise TypeError(f"Parameter data cannot be {why_not}")
         self._data = value
 
     @property
@@ -73,6 +76,13 @@ class Parameter:
             if not is_array(value):
                 raise TypeError(
                     f"assigned grad expected to be an array or None but got grad of type {typename(value)}"
+                )
+            why_not = refusal(value)
+            if why_not is not None and "requires grad" not in why_not:  # a gradient is only read
+                raise TypeError(
+                    f"assigned grad cannot be {why_not}; a sparse gradient is a refoptim.SparseGrad"
+                    if "layout" in why_not
+                    else f"assigned grad cannot be {why_not}"
                 )
             self._check_grad(value, value.dtype, value.shape)
         self._grad = value
