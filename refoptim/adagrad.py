@@ -380,6 +380,9 @@ class Adagrad(Optimizer):
         multiprocess training; Array API arrays have no such notion, so this does nothing.
         Kept so code written for torch's Adagrad runs unchanged."""
 
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("initial_accumulator_value",)  # read by the constructor only, as in torch
+
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         # torch's lazy path (a parameter added after construction) reads the defaults,
         # not the group.

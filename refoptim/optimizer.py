@@ -383,6 +383,13 @@ class Optimizer:
     _integer_options: tuple[str, ...] = ()
     """Options that must be Python integers (Muon's ``ns_steps``, LBFGS's ``max_iter``)."""
 
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Options torch does not read at this step of ``group`` (Adagrad's
+        ``initial_accumulator_value``, read only by the constructor; Rprop's ``lr`` once
+        every parameter has its state; RAdam's ``eps`` before the rectified branch): a
+        value of the wrong type there raises nothing in torch, so not here either."""
+        return ()
+
     _length_messages: dict[str, str] = {}
     """torch's own ``ValueError`` message for a tuple option of the wrong length, where
     torch checks it itself (Muon's ``ns_coefficients``)."""
@@ -402,9 +409,10 @@ class Optimizer:
         groups = self.param_groups if groups is None else groups
         defaults = self.defaults
         for gi, group in enumerate(groups):
+            unused = self._options_unused(group) if groups is self.param_groups else ()
             for key, default in defaults.items():
                 value = group.get(key, default)
-                if value is default or type(value) is float:
+                if value is default or type(value) is float or key in unused:
                     continue
                 try:
                     _check_option(f"param_groups[{gi}]['{key}']", value, default, key in self._integer_options)

@@ -245,6 +245,22 @@ class RAdam(Optimizer):
             group.setdefault("capturable", False)
         self._scalar_state_as_arrays("step")
 
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # torch reads eps only in the rectified branch, taken where rho_t > 5
+        try:
+            beta2 = float(group["betas"][1])
+            rho_inf = 2 / (1 - beta2) - 1
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p)
+                t = (float(state["step"]) if state and "step" in state else 0.0) + 1
+                if rho_inf - 2 * t * beta2**t / (1 - beta2**t) > 5.0:
+                    return ()
+        except Exception:  # noqa: BLE001 - bad betas (refused as an option), a traced step: check eps
+            return ()
+        return ("eps",)
+
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return radam_init(p.data)
 

@@ -200,6 +200,11 @@ class Rprop(Optimizer):
             group.setdefault("capturable", False)
         self._scalar_state_as_arrays("step")
 
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # torch reads lr only to fill a new state's step sizes
+        stepping = [p for p in group["params"] if p.grad is not None]
+        return ("lr",) if all(self.state.get(p) for p in stepping) else ()
+
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return rprop_init(p.data, group["lr"])
 
