@@ -16,6 +16,7 @@ from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
 from .asgd import ASGD
+from .checkpoint import load, save
 from .lbfgs import LBFGS
 from .muon import Muon
 from .nadam import NAdam
@@ -65,4 +66,6 @@ __all__ = [
     "register_optimizer_step_post_hook",
     "register_optimizer_step_pre_hook",
     "required",
+    "save",
+    "load",
 ]

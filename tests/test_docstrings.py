@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 import refoptim
+import refoptim.checkpoint
 import refoptim.fingerprint
 import refoptim.functional
 import refoptim.lr_scheduler
@@ -16,7 +17,7 @@ import refoptim.testing.matrix
 import refoptim.testing.metrics
 import refoptim.testing.thresholds
 
-MODULES = [refoptim, refoptim.fingerprint, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.swa_utils, refoptim.testing.backends, refoptim.testing.inputs, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
+MODULES = [refoptim, refoptim.checkpoint, refoptim.fingerprint, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.swa_utils, refoptim.testing.backends, refoptim.testing.inputs, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
 
 
 def _public(module):
