@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
+from ._backend import _is_lazy, array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
 from ._primitives import add, add_, addcmul_, div, lerp_, mul_, reciprocal_scale
 from ._schedule_scalars import if_else, step_count
 from .optimizer import Optimizer
@@ -254,7 +254,10 @@ class RAdam(Optimizer):
                 if p.grad is None:
                     continue
                 state = self.state.get(p)
-                t = (float(state["step"]) if state and "step" in state else 0.0) + 1
+                step = state.get("step") if state else None
+                if step is not None and _is_lazy(step):
+                    return ()  # reading a lazy step would compute it: check eps
+                t = (0.0 if step is None else float(step)) + 1
                 if rho_inf - 2 * t * beta2**t / (1 - beta2**t) > 5.0:
                     return ()
         except Exception:  # noqa: BLE001 - bad betas (refused as an option), a traced step: check eps

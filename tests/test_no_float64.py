@@ -13,6 +13,7 @@ subprocess (x64 is a process-wide switch) and requires NumPy's bits, with no war
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -158,6 +159,21 @@ def test_fma_float32_zeros_infinities_nan():
     for s in (0.0, -0.0, 1.0, 0.1):
         s32 = struct.unpack("f", struct.pack("f", s))[0]
         _assert_same_as_float64_route(s32, b, c)
+
+
+def test_fma_float32_infinite_c_with_a_product_that_overflows_float32():
+    """``1e30 * 1e30`` overflows float32 but not float64: the float64 route gives ``c`` for
+    an infinite ``c`` of either sign, where ``p + c`` in float32 could be ``inf - inf``."""
+    big = np.array([1e30, -1e30, 3e38, 1e20], np.float32)
+    a, b, c = (x.ravel() for x in np.meshgrid(big, big, np.array([np.inf, -np.inf, 1.0], np.float32)))
+    _assert_same_as_float64_route(a, b, c)
+    for s in (1e30, -3e38):
+        s32 = struct.unpack("f", struct.pack("f", s))[0]
+        _assert_same_as_float64_route(s32, b, c)
+        with np.errstate(all="ignore"):
+            for c_scalar in (math.inf, -math.inf):
+                want = _float64_route(s32, b, np.full_like(b, c_scalar))
+                assert np.array_equal(_fma_float32(s32, b, c_scalar), want, equal_nan=True)
 
 
 def test_numpy_keeps_the_float64_route():
