@@ -175,3 +175,117 @@ def test_a_detached_nn_parameter_is_stepped_in_place():
     assert float(weight[0]) != 1.0
     with pytest.raises(TypeError, match="layout"):
         p.grad = torch.ones(40000).to_sparse()
+
+
+# --------------------------------------------------------------------------- the fuzzer's finds
+def _outcome(opt, step_count, set_grads):
+    """(exception type or None) of each step, stopping at the first error."""
+    out = []
+    for k in range(step_count):
+        set_grads(k)
+        try:
+            opt.step()
+        except Exception as e:  # noqa: BLE001 - the outcome is compared
+            out.append(type(e))
+            break
+        out.append(None)
+    return out
+
+
+def _both(name, make_kwargs, change, steps=2, grad=True):
+    """The outcomes of refoptim and torch: one float32 parameter [1, 2], ``change(group)``
+    after construction, then ``steps`` steps (gradient ones, or none at all)."""
+    p = refoptim.Parameter(np.array([1.0, 2.0], np.float32))
+    t = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    ours = getattr(refoptim, name)([p], **make_kwargs)
+    theirs = getattr(torch.optim, name)([t], **make_kwargs)
+    change(ours.param_groups[0])
+    change(theirs.param_groups[0])
+
+    def ours_grads(k):
+        p.grad = np.ones(2, np.float32) if grad else None
+
+    def theirs_grads(k):
+        t.grad = torch.ones(2) if grad else None
+
+    return _outcome(ours, steps, ours_grads), _outcome(theirs, steps, theirs_grads), p, t
+
+
+@pytest.mark.parametrize(
+    "name, key, value",
+    [("SGD", "lr", None), ("Adam", "eps", "1e-8"), ("RMSprop", "alpha", None), ("Adam", "betas", (0.9, None))],
+)
+def test_wrong_types_in_a_group_without_gradients_raise_nothing_as_in_torch(name, key, value):
+    """torch's rule functions read nothing for an empty list: an option of the wrong type
+    in a group whose parameters have no gradient is no error (the fuzzer found refoptim
+    refusing it)."""
+    ours, theirs, _, _ = _both(name, {"lr": 0.1}, lambda g: g.__setitem__(key, value), grad=False)
+    assert ours == theirs == [None, None]
+
+
+@pytest.mark.parametrize("name", ["Adam", "RAdam", "Adamax", "NAdam"])
+def test_betas_of_length_three_raise_even_without_gradients_as_in_torch(name):
+    """torch unpacks ``beta1, beta2 = group["betas"]`` for every group: ValueError."""
+    ours, theirs, _, _ = _both(name, {"lr": 0.1}, lambda g: g.__setitem__("betas", (0.9, 0.99, 0.999)), grad=False)
+    assert ours == theirs == [ValueError]
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, key, value",
+    [("ASGD", {"t0": None}, None, None), ("SGD", {"momentum": 0.9, "dampening": None}, None, None)],
+)
+def test_wrong_types_the_constructor_accepts_are_refused_before_anything_moves(name, kwargs, key, value):
+    """torch's constructor accepts ``t0=None`` (ASGD) and ``dampening=None`` (SGD) and
+    raises TypeError at the step that reads them; refoptim raises the same type, and its
+    parameter has not moved (the check compares with the signature's defaults, not with
+    the instance's, which hold the bad value)."""
+    ours, theirs, p, _ = _both(name, {"lr": 0.1, **kwargs}, lambda g: None, steps=3)
+    assert ours == theirs and ours[-1] is TypeError
+    if len(ours) == 1:
+        np.testing.assert_array_equal(p.data, np.array([1.0, 2.0], np.float32))
+
+
+def test_sgd_momentum_is_read_only_where_a_buffer_exists_as_in_torch():
+    """torch's first momentum step copies the gradient and never reads ``momentum``: a
+    ``momentum=None`` set after construction raises at the second step, in both."""
+    ours, theirs, p, t = _both("SGD", {"lr": 0.1, "momentum": 0.5}, lambda g: g.__setitem__("momentum", None))
+    assert ours == theirs == [None, TypeError]
+    np.testing.assert_array_equal(p.data, t.detach().numpy())
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, key",
+    [("Adam", {}, "amsgrad"), ("AdamW", {}, "amsgrad"), ("RMSprop", {}, "centered"), ("RMSprop", {}, "momentum")],
+)
+def test_an_option_switched_on_after_a_step_raises_torchs_key_error(name, kwargs, key):
+    """amsgrad (centered, momentum) switched on after the first step: torch's _init_group
+    reads a state entry that does not exist, KeyError; refoptim raises the same, before
+    anything changes (it raised TypeError after moving before)."""
+    p = refoptim.Parameter(np.array([1.0, 2.0], np.float32))
+    t = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    sides = [(getattr(refoptim, name)([p], lr=0.1), p, np.ones), (getattr(torch.optim, name)([t], lr=0.1), t, torch.ones)]
+    errors = []
+    for opt, param, ones in sides:
+        param.grad = ones(2) if ones is torch.ones else ones(2, np.float32)
+        opt.step()
+        opt.param_groups[0][key] = 0.9 if key == "momentum" else True
+        with pytest.raises(KeyError) as info:
+            opt.step()
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
+    assert int(refoptim.Optimizer.state_dict(sides[0][0])["state"][0]["step"]) == 1
+
+
+def test_complex_weight_decay_of_an_infinite_part_puts_a_nan_as_torch():
+    """torch multiplies a complex ``other`` by ``alpha`` as a complex product even for
+    ``alpha == 1``: ``(1+0j) * (0+infj)`` has a NaN real part. refoptim skipped the product
+    for ``alpha == 1`` and kept ``infj``, a NaN-free value where torch has a NaN."""
+    p = refoptim.Parameter(np.array([complex(0, np.inf)], np.complex64))
+    t = torch.nn.Parameter(torch.tensor([complex(0, np.inf)], dtype=torch.complex64))
+    p.grad = np.zeros(1, np.complex64)
+    t.grad = torch.zeros(1, dtype=torch.complex64)
+    refoptim.RMSprop([p], lr=0.1, weight_decay=1.0).step()
+    torch.optim.RMSprop([t], lr=0.1, weight_decay=1.0).step()
+    ours, theirs = p.data[0], complex(t.detach().numpy()[0])
+    assert np.isnan(theirs.real)
+    assert np.isnan(ours.real) or np.isnan(ours.imag)

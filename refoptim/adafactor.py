@@ -391,6 +391,8 @@ class Adafactor(Optimizer):
     other library, tested bit-identical; see :mod:`refoptim._reduce`).
     """
 
+    _unpacked_options = ("eps",)  # torch: eps1, eps2 = group["eps"], every group
+
     def __init__(
         self,
         params: Any,

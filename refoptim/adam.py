@@ -178,6 +178,11 @@ class Adam(Optimizer):
 
     _sparse_grad_error = (RuntimeError, "Adam does not support sparse gradients, please consider SparseAdam instead")
     _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
+    _unpacked_options = ("betas",)  # torch: beta1, beta2 = group["betas"], every group
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # amsgrad switched on after a step: torch's _init_group reads state["max_exp_avg_sq"]
+        return ("max_exp_avg_sq",) if group["amsgrad"] else ()
 
     def __init__(
         self,

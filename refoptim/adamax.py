@@ -164,6 +164,7 @@ class Adamax(Optimizer):
 
     _sparse_grad_error = (RuntimeError, "Adamax does not support sparse gradients")
     _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
+    _unpacked_options = ("betas",)  # torch: beta1, beta2 = group["betas"], every group
 
     def __init__(
         self,

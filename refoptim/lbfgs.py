@@ -39,6 +39,7 @@ from ._backend import (
     view_as_complex,
     view_as_real,
 )
+from ._fastpath import shares_memory
 from ._primitives import add, add_
 from .optimizer import Optimizer
 from .parameter import Parameter
@@ -767,7 +768,18 @@ class LBFGS(Optimizer):
       starts from the rounded value, as in torch.
     """
 
-    _integer_options = ("max_iter", "history_size")  # torch iterates range() over them
+    _integer_options = ("max_iter", "max_eval", "history_size")
+
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # no element at all: torch's max() of the empty flat gradient raises first
+        if all(numel(p.data) == 0 for p in group["params"]):
+            return ("tolerance_grad",)
+        return ()
+
+    @classmethod
+    def _option_templates(cls) -> dict[str, Any]:
+        # the constructor turns max_eval=None into max_iter * 5 // 4: a group's max_eval is an int
+        return {**super()._option_templates(), "max_eval": 0}
 
     def __init__(
         self,
@@ -811,7 +823,11 @@ class LBFGS(Optimizer):
         """torch's ``_gather_flat_grad``: every parameter's gradient flattened (complex as
         (real, imag) pairs) and concatenated; zeros for a parameter without gradient.
         Every gradient is checked first (see :meth:`Optimizer._params_with_grad`)."""
-        grads = {id(p): g for _, pairs in self._params_with_grad() for p, g in pairs}
+        plan = self._params_with_grad()
+        grads = {id(p): g for _, pairs in plan for p, g in pairs}
+        if not grads:  # torch reads the options whatever the gradients: zeros here
+            group = self.param_groups[0]
+            self._check_options(0, group, lengths_only=False, unused=self._options_unused(group))
         views = []
         for p in self._params:
             xp = array_namespace(p.data)
@@ -901,6 +917,11 @@ class LBFGS(Optimizer):
             closure (Callable): re-evaluates the model: sets every parameter's ``.grad``
                 and returns the loss (a Python number or a 0-d array). Required.
 
+        Parameters that share memory (one listed twice, two over one array) raise
+        ``ValueError`` before the closure runs: torch moves each in turn with ``add_`` and
+        copies the saved values back one by one, so under aliasing its parameters are not
+        the flat vector that refoptim's rule moves (a difference from torch, not reproduced).
+
         Returns what the first call of ``closure`` returned. If anything raises (the
         closure, a gradient check, torch's errors), the parameters and the state are put
         back as they were before the step, and the exception propagates.
@@ -908,6 +929,12 @@ class LBFGS(Optimizer):
         if len(self.param_groups) != 1:
             raise AssertionError(f"Expected exactly one param_group, but got {len(self.param_groups)}")
         params = self._params
+        if shares_memory([(p, None) for p in params]):
+            raise ValueError(
+                "LBFGS: two of its parameters share memory (a parameter listed twice, or two "
+                "Parameters over one array); torch moves each in turn, which refoptim's flat "
+                "vector does not reproduce: list each array once"
+            )
         first = params[0]
         had_state = first in self.state
         state = self.state[first]

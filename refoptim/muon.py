@@ -411,13 +411,12 @@ class Muon(Optimizer):
     _integer_options = ("ns_steps",)  # torch iterates range() over them
     _length_messages = {"ns_coefficients": "Coefficients must be a tuple of exactly 3 values"}
 
-    def _check_group_options(self, groups: list[dict[str, Any]] | None = None) -> None:
+    def _check_options(self, gi: int, group: dict[str, Any], *, lengths_only: bool, unused: tuple[str, ...]) -> None:
         """The base's checks, and torch's error for ``eps=None`` (its ``clamp`` of the
         norm raises it)."""
-        for group in self.param_groups if groups is None else groups:
-            if "eps" in group and group["eps"] is None:
-                raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
-        super()._check_group_options(groups)
+        if not lengths_only and "eps" in group and group["eps"] is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        super()._check_options(gi, group, lengths_only=lengths_only, unused=unused)
 
     def __init__(
         self,

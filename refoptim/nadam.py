@@ -192,6 +192,7 @@ class NAdam(Optimizer):
 
     _sparse_grad_error = (RuntimeError, "NAdam does not support sparse gradients")
     _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
+    _unpacked_options = ("betas",)  # torch: beta1, beta2 = group["betas"], every group
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ gradient of every group before it changes anything (validate, then mutate).
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 import warnings
 import weakref
@@ -394,32 +395,61 @@ class Optimizer:
     """torch's own ``ValueError`` message for a tuple option of the wrong length, where
     torch checks it itself (Muon's ``ns_coefficients``)."""
 
+    _unpacked_options: tuple[str, ...] = ()
+    """Tuple options torch unpacks at the top of every group's step, whether or not a
+    parameter of the group has a gradient (Adam's ``beta1, beta2 = group["betas"]``): their
+    length is checked for every group; every other check only for a group with a gradient
+    to step (torch's rule functions read nothing for an empty list)."""
+
+    @classmethod
+    def _option_templates(cls) -> dict[str, Any]:
+        """The constructor's keyword defaults (the signature's, not the instance's
+        ``defaults``, which hold whatever the constructor accepted): each option's value
+        must have its default's type (:func:`_check_option`)."""
+        templates = _TEMPLATES.get(cls)
+        if templates is None:
+            sig = inspect.signature(cls.__init__)
+            templates = {
+                k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty
+            }
+            _TEMPLATES[cls] = templates
+        return templates
+
     def _check_group_options(self, groups: list[dict[str, Any]] | None = None) -> None:
-        """Every group's options against the types their defaults have, before anything
-        changes (validate, then mutate).
+        """Every option of every group in ``groups`` (default: ``param_groups``), all
+        checks (:meth:`_check_options`); ``load_state_dict`` checks the saved groups so."""
+        for gi, group in enumerate(self.param_groups if groups is None else groups):
+            self._check_options(gi, group, lengths_only=False, unused=())
+
+    def _check_options(self, gi: int, group: dict[str, Any], *, lengths_only: bool, unused: tuple[str, ...]) -> None:
+        """One group's options against the types their constructor defaults have, before
+        anything changes (validate, then mutate).
 
         An option whose default is a real number must be a real number (or an array, or a
         per-step value under ``jax.jit``); one whose default is a tuple must unpack into as
-        many real numbers (``None`` where the default has ``None``). torch raises the same
-        exception types, but only when the step reaches the option, after earlier groups
-        and parameters have moved; refoptim raises before, naming the group and option.
-        Values are not range-checked here: torch accepts, say, a negative ``lr`` set after
+        many real numbers (``None`` where the default has ``None``). ``lengths_only``: only
+        the lengths of :attr:`_unpacked_options`. Options in ``unused`` (not read by torch
+        at this step: :meth:`_options_unused`) are skipped. torch raises the same exception
+        types, but only when the step reaches the option, after earlier groups and
+        parameters have moved; refoptim raises before, naming the group and option. Values
+        are not range-checked here: torch accepts, say, a negative ``lr`` set after
         construction, and so does refoptim.
         """
-        groups = self.param_groups if groups is None else groups
-        defaults = self.defaults
-        for gi, group in enumerate(groups):
-            unused = self._options_unused(group) if groups is self.param_groups else ()
-            for key, default in defaults.items():
-                value = group.get(key, default)
-                if value is default or type(value) is float or key in unused:
-                    continue
-                try:
-                    _check_option(f"param_groups[{gi}]['{key}']", value, default, key in self._integer_options)
-                except ValueError:
-                    if key in self._length_messages:
-                        raise ValueError(self._length_messages[key]) from None
-                    raise
+        templates = self._option_templates()
+        keys = self._unpacked_options if lengths_only else self.defaults
+        for key in keys:
+            default = templates.get(key)
+            value = group.get(key, default)
+            if value is default or type(value) is float or key in unused:
+                continue
+            try:
+                _check_option(
+                    f"param_groups[{gi}]['{key}']", value, default, key in self._integer_options, lengths_only
+                )
+            except ValueError:
+                if key in self._length_messages:
+                    raise ValueError(self._length_messages[key]) from None
+                raise
 
     # ------------------------------------------------------------------ stepping
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Parameter, Any]]]]:
@@ -429,10 +459,12 @@ class Optimizer:
         namespace and device; and its gradient: an array of the same namespace, device,
         dtype and shape, or a :class:`SparseGrad` whose values are (only for an optimizer
         with ``_supports_sparse_grad``; any other raises torch's ``_sparse_grad_error``).
-        The first failure raises, naming the parameter. Every group's options are checked
-        first (:meth:`_check_group_options`).
+        The first failure raises, naming the parameter. Group by group, in torch's order:
+        the lengths of the options torch unpacks first (:attr:`_unpacked_options`), then the
+        parameters, then, where a parameter has a gradient, the options' types
+        (:meth:`_check_options`) and the state the options ask for
+        (:meth:`_required_state`).
         """
-        self._check_group_options()
         reference = self._reference()
         plan = []
         # The common case, checked in a few comparisons: a dense gradient of the same array
@@ -444,6 +476,8 @@ class Optimizer:
             ref_kind = next(type(p.data) for g in self.param_groups for p in g["params"])
         dense_hook = type(self)._check_dense_grad is not Optimizer._check_dense_grad
         for gi, group in enumerate(self.param_groups):
+            if self._unpacked_options:
+                self._check_options(gi, group, lengths_only=True, unused=())
             pairs = []
             for i, p in enumerate(group["params"]):
                 grad = p.grad
@@ -477,8 +511,25 @@ class Optimizer:
                     raise TypeError(f"gradient of parameter {label} is a {typename(grad)}, not an array")
                 self._check_grad_array(grad, grad.dtype, grad.shape, p, label)
                 pairs.append((p, grad))
+            if pairs:
+                self._check_options(gi, group, lengths_only=False, unused=self._options_unused(group))
+                required = self._required_state(group)
+                if required:
+                    for p, _ in pairs:
+                        state = self.state.get(p)
+                        if state:
+                            for key in required:
+                                if key not in state:
+                                    raise KeyError(key)  # torch's _init_group: state[key]
             plan.append((group, pairs))
         return plan
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """State entries a parameter that already has state must hold for ``group``'s
+        options, in the order torch reads them (Adam's ``max_exp_avg_sq`` once
+        ``amsgrad`` is switched on): torch raises ``KeyError`` for a missing one, and so
+        does refoptim, before anything changes."""
+        return ()
 
     @staticmethod
     def _check_grad_array(grad: Any, dtype: Any, shape: tuple, p: Parameter, label: str) -> None:
@@ -900,11 +951,17 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) or is_array(value) or isinstance(value, LazyFloat)
 
 
-def _check_option(name: str, value: Any, default: Any, integer: bool) -> None:
-    """``value`` against the type of ``default`` (see :meth:`Optimizer._check_group_options`)."""
+_TEMPLATES: dict[type, dict[str, Any]] = {}
+
+
+def _check_option(name: str, value: Any, default: Any, integer: bool, lengths_only: bool = False) -> None:
+    """``value`` against the type of ``default`` (see :meth:`Optimizer._check_options`);
+    ``lengths_only``: only whether a tuple option unpacks into as many values."""
     if isinstance(default, bool) or default is None or isinstance(default, str):
         return
     if isinstance(default, numbers.Real):
+        if lengths_only:
+            return
         if integer:
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):
                 return
@@ -924,6 +981,8 @@ def _check_option(name: str, value: Any, default: Any, integer: bool) -> None:
                 else f"not enough values to unpack (expected {n}, got {len(items)})"
             )
             raise ValueError(f"{name} must be a tuple of {n} numbers, got {len(items)}: {detail}")
+        if lengths_only:
+            return
         for i, (item, item_default) in enumerate(zip(items, default)):
             if item is None and item_default is None:
                 continue

@@ -174,6 +174,10 @@ class RMSprop(Optimizer):
     _sparse_grad_error = (RuntimeError, "RMSprop does not support sparse gradients")
     _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
 
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # switched on after a step: torch's _init_group reads these entries
+        return (("momentum_buffer",) if group["momentum"] > 0 else ()) + (("grad_avg",) if group["centered"] else ())
+
     def __init__(
         self,
         params: Any,

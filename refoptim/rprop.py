@@ -160,6 +160,7 @@ class Rprop(Optimizer):
 
     _sparse_grad_error = (RuntimeError, "Rprop does not support sparse gradients")
     _elementwise = True  # the rule may run piece by piece (refoptim._fastpath)
+    _unpacked_options = ("etas", "step_sizes")  # torch unpacks both for every group
 
     def __init__(
         self,

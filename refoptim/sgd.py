@@ -281,6 +281,23 @@ class SGD(Optimizer):
             group.setdefault("differentiable", False)
             group.setdefault("fused", False)
 
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # torch reads momentum and dampening only where a momentum buffer already exists
+        # (buf.mul_(momentum).add_(grad, alpha=1 - dampening)), and momentum for nesterov
+        try:
+            if group["momentum"] == 0:
+                return ("dampening",)
+        except Exception:  # noqa: BLE001 - an option torch would compare alike: checked
+            return ()
+        has_buffer = any(
+            self.state.get(p, {}).get("momentum_buffer") is not None
+            for p in group["params"]
+            if p.grad is not None
+        )
+        if has_buffer:
+            return ()
+        return ("dampening",) if group["nesterov"] else ("dampening", "momentum")
+
     def _step_group(self, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
         """torch's quirk for a parameter listed twice (deprecated; both warn): torch reads
         every parameter's momentum buffer before the step, so a parameter without one gets

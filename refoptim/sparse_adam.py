@@ -182,6 +182,7 @@ class SparseAdam(Optimizer):
     """
 
     _supports_sparse_grad = True
+    _unpacked_options = ("betas",)  # torch: beta1, beta2 = group["betas"], every group
 
     def __init__(
         self,

@@ -348,3 +348,29 @@ def test_the_callers_warning_settings_are_kept_outside_the_step():
         opt.step()
         with pytest.raises(FloatingPointError):
             np.array([np.inf]) - np.array([np.inf])
+
+
+@pytest.mark.parametrize("aliasing", ["listed-twice", "two-parameters-one-array"])
+def test_lbfgs_refuses_parameters_that_share_memory_before_the_closure_runs(aliasing):
+    """torch moves each LBFGS parameter in turn with ``add_``; under aliasing its
+    parameters are not the flat vector refoptim's rule moves (the fuzzer measured a
+    parameter left at 0.0 where torch's reached 1.0), so refoptim refuses instead of
+    giving other numbers silently."""
+    data = np.zeros(3)
+    p = Parameter(data)
+    q = p if aliasing == "listed-twice" else Parameter(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the duplicate-parameter warning
+        opt = refoptim.LBFGS([p, q])
+    calls = []
+
+    def closure():
+        calls.append(1)
+        p.grad = p.data - 1
+        return float(((p.data - 1) ** 2).sum())
+
+    with pytest.raises(ValueError, match="share memory"):
+        opt.step(closure)
+    assert calls == []
+    assert not opt.state
+    np.testing.assert_array_equal(data, np.zeros(3))
