@@ -42,7 +42,7 @@ import math
 import struct
 from typing import Any
 
-from ._backend import array_namespace, assign, device_of
+from ._backend import array_namespace, assign, device_of, numel
 from ._schedule_scalars import LazyFloat
 
 __all__ = [
@@ -161,7 +161,7 @@ def _fma_float64(a: Any, b: Any, c: Any, xp: Any = None) -> Any:
         tiny = not numpy.minimum.reduce(q, axis=None, initial=math.inf) >= _TINY_PRODUCT
         inf = not math.isfinite(numpy.add.reduce(r, axis=None))
     else:
-        inf = tiny = q.size != 0 and not bool((xp.min(q) >= _TINY_PRODUCT) & xp.isfinite(xp.sum(r)))
+        inf = tiny = numel(q) != 0 and not bool((xp.min(q) >= _TINY_PRODUCT) & xp.isfinite(xp.sum(r)))
     if not (tiny or inf):
         return r
     bad = _fma_suspects(xp, a, b, r, q, inf, tiny)
