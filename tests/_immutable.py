@@ -140,9 +140,11 @@ for _name, _op in {
     "ge": operator.ge,
     "eq": operator.eq,
     "ne": operator.ne,
+    "and": operator.and_,
+    "or": operator.or_,
 }.items():
     setattr(ImmutableArray, f"__{_name}__", _binary(_op))
-for _name, _op in {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs}.items():
+for _name, _op in {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs, "invert": operator.invert}.items():
     setattr(ImmutableArray, f"__{_name}__", _unary(_op))
 
 
@@ -195,6 +197,10 @@ class _Namespace:
             "conj",
             "signbit",
             "ones",
+            "min",
+            "max",
+            "any",
+            "clip",
         ):
             object.__setattr__(self, name, _delegate(name))
 
