@@ -289,3 +289,18 @@ def test_complex_weight_decay_of_an_infinite_part_puts_a_nan_as_torch():
     ours, theirs = p.data[0], complex(t.detach().numpy()[0])
     assert np.isnan(theirs.real)
     assert np.isnan(ours.real) or np.isnan(ours.imag)
+
+
+@pytest.mark.parametrize("name", ["Muon", "Adafactor"])
+def test_a_complex_parameter_with_a_sparse_gradient_gets_torchs_first_error(name):
+    """torch's _init_group refuses the complex parameter before its sparse gradient (the
+    fuzzer found refoptim refusing the sparse gradient first)."""
+    p = refoptim.Parameter(np.zeros((1, 1), np.complex64))
+    p.grad = refoptim.SparseGrad(np.zeros((1, 0), np.int64), np.zeros((0, 1), np.complex64), (1, 1))
+    t = torch.nn.Parameter(torch.zeros((1, 1), dtype=torch.complex64))
+    t.grad = torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.int64), torch.zeros((0, 1), dtype=torch.complex64), (1, 1))
+    with pytest.raises(RuntimeError) as theirs:
+        getattr(torch.optim, name)([t]).step()
+    with pytest.raises(RuntimeError) as ours:
+        getattr(refoptim, name)([p]).step()
+    assert str(ours.value) == str(theirs.value)

@@ -436,6 +436,11 @@ class Adafactor(Optimizer):
             group.setdefault("foreach", None)
         self._scalar_state_as_arrays("step")
 
+    def _check_before_sparse_refusal(self, p: Any) -> None:
+        # torch's _init_group: the complex refusal, then the sparse one, per parameter
+        if is_complex(array_namespace(p.data), p.data):
+            raise RuntimeError("Adafactor does not support complex parameters")
+
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
         """The base checks, then torch's complex rejection and its division by zero on a
         size-0 parameter, all before anything changes."""

@@ -473,6 +473,11 @@ class Muon(Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("ns_dtype", "bfloat16")
 
+    def _check_before_sparse_refusal(self, p: Any) -> None:
+        # torch's _init_group: the complex refusal, then the sparse one, per parameter
+        if is_complex(array_namespace(p.data), p.data):
+            raise RuntimeError("Muon does not support complex parameters")
+
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
         """The base checks, then torch's Muon checks for every group, before any update:
         complex parameters (the whole group first, as torch's ``_init_group``), then per
