@@ -304,3 +304,23 @@ def test_a_complex_parameter_with_a_sparse_gradient_gets_torchs_first_error(name
     with pytest.raises(RuntimeError) as ours:
         getattr(refoptim, name)([p]).step()
     assert str(ours.value) == str(theirs.value)
+
+
+def test_asgd_with_a_negative_lambd_keeps_the_real_part_of_eta_as_torch():
+    """``lambd < 0`` makes ``1 + lambd * lr * step`` negative after a few steps: Python's
+    ``**`` then gives a complex number, and torch's ``eta.copy_()`` keeps its real part
+    (refoptim raised TypeError from ``float()``; the fuzzer's long profile found it)."""
+    t = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    p = refoptim.Parameter(np.array([1.0, 2.0], np.float32))
+    theirs = torch.optim.ASGD([t], lambd=-1.0, lr=0.15)
+    ours = refoptim.ASGD([p], lambd=-1.0, lr=0.15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: casting complex values to real
+        for _ in range(10):
+            t.grad = torch.ones(2)
+            p.grad = np.ones(2, np.float32)
+            theirs.step()
+            ours.step()
+    assert float(theirs.state[t]["eta"]) < 0
+    assert float(ours.state[p]["eta"]) == float(theirs.state[t]["eta"])
+    np.testing.assert_array_equal(p.data, t.detach().numpy())

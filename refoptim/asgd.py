@@ -129,6 +129,10 @@ def asgd_step(
         new_eta = lr / pow(1 + lambd * lr * step, alpha)
     else:
         new_eta = lr / ((1 + lambd * lr * step) ** alpha)
+        if isinstance(new_eta, complex):
+            # a negative base (lambd < 0): Python's ** gives a complex number, and torch's
+            # eta.copy_() of it into the real eta keeps the real part
+            new_eta = new_eta.real
     state["eta"] = _store_scalar(xp, eta, new_eta)
     state["mu"] = _store_scalar(xp, mu, 1 / maximum(1, step - t0))
 
