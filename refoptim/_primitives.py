@@ -42,7 +42,7 @@ import math
 import struct
 from typing import Any
 
-from ._backend import array_namespace, assign, device_of, numel
+from ._backend import array_namespace, assign, device_of, is_complex, numel
 from ._schedule_scalars import LazyFloat
 
 __all__ = [
@@ -557,24 +557,17 @@ def _fma_by_dtype(xp: Any, a: Any, b: Any, c: Any) -> Any:
 def add(x: Any, other: Any, alpha: float = 1) -> Any:
     """torch's out-of-place ``x.add(other, alpha=alpha)``: a new array ``x + alpha * other``."""
     xp = array_namespace(x)
-    if not isinstance(alpha, LazyFloat) and alpha == 1 and not _is_complex_dtype(x.dtype):
+    # torch multiplies a complex ``other`` by ``alpha`` even where ``alpha == 1``, as a
+    # complex product, so an infinite part gives a NaN (``(1+0j) * (0+infj)`` has
+    # ``0 * inf`` in its real part); for real dtypes ``1 * x`` is ``x``.
+    if not isinstance(alpha, LazyFloat) and alpha == 1 and not is_complex(xp, x):
         return x + other
     return fma(_as_dtype_scalar(xp, alpha, x.dtype), other, x)
 
 
-def _is_complex_dtype(dtype: Any) -> bool:
-    """A complex dtype: torch multiplies a complex ``other`` by ``alpha`` even where
-    ``alpha == 1``, as a complex product, so an infinite part gives a NaN (``(1+0j) *
-    (0+infj)`` has ``0 * inf`` in its real part); for real dtypes ``1 * x`` is ``x``."""
-    kind = getattr(dtype, "kind", None)
-    if kind is not None:
-        return kind == "c"
-    return "complex" in str(dtype)
-
-
 def add_(x: Any, other: Any, alpha: float = 1) -> Any:
     """torch's ``x.add_(other, alpha=alpha)`` in place: ``x <- x + alpha * other`` (fused)."""
-    if not isinstance(alpha, LazyFloat) and alpha == 1 and not _is_complex_dtype(x.dtype):
+    if not isinstance(alpha, LazyFloat) and alpha == 1 and not is_complex(array_namespace(x), x):
         x += other
         return x
     return assign(x, add(x, other, alpha))

@@ -392,6 +392,7 @@ class Adafactor(Optimizer):
     """
 
     _unpacked_options = ("eps",)  # torch: eps1, eps2 = group["eps"], every group
+    _complex_refusal = "Adafactor does not support complex parameters"
 
     def __init__(
         self,
@@ -436,11 +437,6 @@ class Adafactor(Optimizer):
             group.setdefault("foreach", None)
         self._scalar_state_as_arrays("step")
 
-    def _check_before_sparse_refusal(self, p: Any) -> None:
-        # torch's _init_group: the complex refusal, then the sparse one, per parameter
-        if is_complex(array_namespace(p.data), p.data):
-            raise RuntimeError("Adafactor does not support complex parameters")
-
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
         """The base checks, then torch's complex rejection and its division by zero on a
         size-0 parameter, all before anything changes."""
@@ -450,7 +446,7 @@ class Adafactor(Optimizer):
             # divides by zero at the first size-0 one, before the next group is read.
             for p, _ in pairs:
                 if is_complex(array_namespace(p.data), p.data):
-                    raise RuntimeError("Adafactor does not support complex parameters")
+                    raise RuntimeError(self._complex_refusal)
             if any(numel(p.data) == 0 for p, _ in pairs):
                 raise ZeroDivisionError("float division by zero")
         return plan

@@ -409,6 +409,7 @@ class Muon(Optimizer):
     """
 
     _integer_options = ("ns_steps",)  # torch iterates range() over them
+    _complex_refusal = "Muon does not support complex parameters"
     _length_messages = {"ns_coefficients": "Coefficients must be a tuple of exactly 3 values"}
 
     def _check_options(self, gi: int, group: dict[str, Any], *, lengths_only: bool, unused: tuple[str, ...]) -> None:
@@ -473,11 +474,6 @@ class Muon(Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("ns_dtype", "bfloat16")
 
-    def _check_before_sparse_refusal(self, p: Any) -> None:
-        # torch's _init_group: the complex refusal, then the sparse one, per parameter
-        if is_complex(array_namespace(p.data), p.data):
-            raise RuntimeError("Muon does not support complex parameters")
-
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
         """The base checks, then torch's Muon checks for every group, before any update:
         complex parameters (the whole group first, as torch's ``_init_group``), then per
@@ -486,7 +482,7 @@ class Muon(Optimizer):
         for group, pairs in plan:
             for p, _ in pairs:
                 if is_complex(array_namespace(p.data), p.data):
-                    raise RuntimeError("Muon does not support complex parameters")
+                    raise RuntimeError(self._complex_refusal)
             for _, grad in pairs:
                 _check_ns(grad, group["ns_coefficients"], group["ns_steps"])
         return plan

@@ -500,7 +500,8 @@ class Optimizer:
                 self._check_param(p, label, reference)
                 if isinstance(grad, SparseGrad):
                     if not type(self)._supports_sparse_grad:
-                        self._check_before_sparse_refusal(p)
+                        if self._complex_refusal and is_complex(array_namespace(p.data), p.data):
+                            raise RuntimeError(self._complex_refusal)  # torch checks it first
                         error, message = self._sparse_grad_message()
                         raise error(message)
                     self._check_grad_array(grad.values, grad.dtype, grad.shape, p, label)
@@ -573,14 +574,15 @@ class Optimizer:
     ``(type, message)``; ``None`` means ``RuntimeError("<class name> does not support sparse
     gradients")``, the message most of torch's optimizers use."""
 
+    _complex_refusal: str | None = None
+    """torch's message for a complex parameter, for an optimizer that refuses them (Muon,
+    Adafactor); its ``_init_group`` refuses the complex parameter before its sparse
+    gradient."""
+
     def _sparse_grad_message(self) -> tuple[type[Exception], str]:
         if self._sparse_grad_error is not None:
             return self._sparse_grad_error
         return RuntimeError, f"{type(self).__name__} does not support sparse gradients"
-
-    def _check_before_sparse_refusal(self, p: Parameter) -> None:
-        """Checks torch makes on a parameter before it refuses its sparse gradient (Muon's
-        and Adafactor's complex refusal comes first in their ``_init_group``)."""
 
     def _check_sparse_grad(self, p: Parameter, grad: SparseGrad, group: dict[str, Any]) -> None:
         """Checks an optimizer that accepts sparse gradients makes on one before the step
