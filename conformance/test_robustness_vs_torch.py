@@ -306,6 +306,28 @@ def test_a_complex_parameter_with_a_sparse_gradient_gets_torchs_first_error(name
     assert str(ours.value) == str(theirs.value)
 
 
+@pytest.mark.parametrize(
+    "name, options",
+    [("Muon", {"ns_coefficients": (1.0, 2.0)}), ("Muon", {"ns_steps": 100}), ("Adafactor", {"lr": "0.1"})],
+)
+def test_a_complex_parameter_is_refused_before_any_option_is_checked(name, options):
+    """torch's _init_group refuses a complex parameter before its update function reads
+    a bad option of the group (the fuzzer found refoptim raising Muon's "Coefficients
+    must be a tuple of exactly 3 values" first)."""
+    p = refoptim.Parameter(np.zeros((1, 1), np.complex64))
+    p.grad = np.zeros((1, 1), np.complex64)
+    t = torch.nn.Parameter(torch.zeros((1, 1), dtype=torch.complex64))
+    t.grad = torch.zeros((1, 1), dtype=torch.complex64)
+    opt_t, opt_p = getattr(torch.optim, name)([t]), getattr(refoptim, name)([p])
+    opt_t.param_groups[0].update(options)
+    opt_p.param_groups[0].update(options)
+    with pytest.raises(RuntimeError) as theirs:
+        opt_t.step()
+    with pytest.raises(RuntimeError) as ours:
+        opt_p.step()
+    assert str(ours.value) == str(theirs.value)
+
+
 def test_asgd_with_a_negative_lambd_keeps_the_real_part_of_eta_as_torch():
     """``lambd < 0`` makes ``1 + lambd * lr * step`` negative after a few steps: Python's
     ``**`` then gives a complex number, and torch's ``eta.copy_()`` keeps its real part

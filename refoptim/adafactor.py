@@ -19,7 +19,6 @@ from ._backend import (
     array_namespace,
     device_of,
     is_array,
-    is_complex,
     numel,
     scalar,
     to_scalar,
@@ -438,15 +437,12 @@ class Adafactor(Optimizer):
         self._scalar_state_as_arrays("step")
 
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
-        """The base checks, then torch's complex rejection and its division by zero on a
-        size-0 parameter, all before anything changes."""
+        """The base checks (complex parameters among them, as torch's ``_init_group``),
+        then torch's division by zero on a size-0 parameter, all before anything changes."""
         plan = super()._params_with_grad()
         for _, pairs in plan:
-            # torch: its _init_group checks every parameter of a group, then its loop
-            # divides by zero at the first size-0 one, before the next group is read.
-            for p, _ in pairs:
-                if is_complex(array_namespace(p.data), p.data):
-                    raise RuntimeError(self._complex_refusal)
+            # torch: its loop divides by zero at the first size-0 parameter of a group,
+            # before the next group is read.
             if any(numel(p.data) == 0 for p, _ in pairs):
                 raise ZeroDivisionError("float division by zero")
         return plan

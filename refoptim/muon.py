@@ -55,7 +55,6 @@ from ._backend import (
     array_namespace,
     device_of,
     is_array,
-    is_complex,
     numel,
     scalar,
     to_scalar,
@@ -475,14 +474,11 @@ class Muon(Optimizer):
         self.__dict__.setdefault("ns_dtype", "bfloat16")
 
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
-        """The base checks, then torch's Muon checks for every group, before any update:
-        complex parameters (the whole group first, as torch's ``_init_group``), then per
-        parameter a 2-D gradient, ``ns_steps < 100`` and three coefficients."""
+        """The base checks (complex parameters among them, as torch's ``_init_group``),
+        then torch's Muon checks for every group, before any update: per parameter a 2-D
+        gradient, ``ns_steps < 100`` and three coefficients."""
         plan = super()._params_with_grad()
         for group, pairs in plan:
-            for p, _ in pairs:
-                if is_complex(array_namespace(p.data), p.data):
-                    raise RuntimeError(self._complex_refusal)
             for _, grad in pairs:
                 _check_ns(grad, group["ns_coefficients"], group["ns_steps"])
         return plan

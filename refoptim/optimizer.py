@@ -475,6 +475,7 @@ class Optimizer:
             ref_xp, ref_device = reference
             ref_kind = next(type(p.data) for g in self.param_groups for p in g["params"])
         dense_hook = type(self)._check_dense_grad is not Optimizer._check_dense_grad
+        complex_refusal = self._complex_refusal
         for gi, group in enumerate(self.param_groups):
             if self._unpacked_options:
                 self._check_options(gi, group, lengths_only=True, unused=())
@@ -494,14 +495,18 @@ class Optimizer:
                     and device_of(data) == ref_device
                     and device_of(grad) == ref_device
                 ):
+                    if complex_refusal and is_complex(ref_xp, data):
+                        raise RuntimeError(complex_refusal)
                     pairs.append((p, grad))
                     continue
                 label = _Label(self, gi, i, p, group)
                 self._check_param(p, label, reference)
+                # torch's _init_group refuses a complex parameter first, before its sparse
+                # gradient and before the update function reads any option.
+                if complex_refusal and is_complex(array_namespace(data), data):
+                    raise RuntimeError(complex_refusal)
                 if isinstance(grad, SparseGrad):
                     if not type(self)._supports_sparse_grad:
-                        if self._complex_refusal and is_complex(array_namespace(p.data), p.data):
-                            raise RuntimeError(self._complex_refusal)  # torch checks it first
                         error, message = self._sparse_grad_message()
                         raise error(message)
                     self._check_grad_array(grad.values, grad.dtype, grad.shape, p, label)
@@ -576,8 +581,8 @@ class Optimizer:
 
     _complex_refusal: str | None = None
     """torch's message for a complex parameter, for an optimizer that refuses them (Muon,
-    Adafactor); its ``_init_group`` refuses the complex parameter before its sparse
-    gradient."""
+    Adafactor); the base refuses it as torch's ``_init_group`` does: parameter by parameter,
+    before its sparse gradient and before any option of the group is checked."""
 
     def _sparse_grad_message(self) -> tuple[type[Exception], str]:
         if self._sparse_grad_error is not None:
