@@ -30,9 +30,13 @@ STEPS="${STEPS:-50}"
 REPEATS="${REPEATS:-10}"
 mkdir -p "$OUT"
 
-ELEMENTWISE=(--optimizer SGD --optimizer Adam --optimizer AdamW --optimizer Adagrad --optimizer Adadelta
-             --optimizer Adamax --optimizer ASGD --optimizer NAdam --optimizer RAdam --optimizer RMSprop
-             --optimizer Rprop)
+# the elementwise optimizers (refoptim.registry), in the matrix's order, as --optimizer arguments
+read -ra ELEMENTWISE <<<"$("$PY" -c 'from refoptim.testing import matrix
+print(" ".join("--optimizer " + n for n in matrix.optimizer_names() if n not in matrix.EXTENSIONS))')"
+if [ "${#ELEMENTWISE[@]}" -eq 0 ]; then
+    echo "gpu_checklist.sh: cannot list the elementwise optimizers ($PY -c 'import refoptim' fails?)" >&2
+    exit 1
+fi
 
 record() {  # record NAME COMMAND...: run it, keep stdout+stderr and the exit status
     local name="$1"; shift

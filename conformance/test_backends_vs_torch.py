@@ -20,9 +20,10 @@ import torch
 from refoptim import bench
 from refoptim.__main__ import main
 from refoptim.testing import backends, runner
-from refoptim.testing.matrix import EXTENSIONS, configs, optimizer_names
+from refoptim import registry
+from refoptim.testing.matrix import configs
 
-ELEMENTWISE = [n for n in optimizer_names() if n not in EXTENSIONS]
+ELEMENTWISE = list(registry.names(elementwise=True))
 
 
 def _handful():

@@ -16,6 +16,7 @@ import torch
 
 import refoptim
 import refoptim.testing.matrix
+from refoptim import registry
 from refoptim.testing import thresholds
 from refoptim.testing.matrix import configs
 from refoptim.testing.metrics import ulp_error
@@ -55,7 +56,8 @@ def test_configuration(cfg):
         assert result.status == "sensitive" and result.unfused is not None and result.unfused.passed
 
 
-_INTEROP = {
+# Options per elementwise optimizer; one not listed runs with its constructor's defaults.
+_INTEROP_OPTIONS = {
     "SGD": {"lr": 0.01, "momentum": 0.9},
     "Adam": {"lr": 0.01, "amsgrad": True},
     "AdamW": {"lr": 0.01, "amsgrad": True},
@@ -68,12 +70,14 @@ _INTEROP = {
     "RMSprop": {"lr": 0.01, "centered": True, "momentum": 0.9},
     "Rprop": {"lr": 0.01},
 }
+_INTEROP = {name: _INTEROP_OPTIONS.get(name, {}) for name in registry.names(elementwise=True)}
 
 
 def test_interop_covers_every_elementwise_optimizer():
     """(The optimizers that are not elementwise test interop in their own files.)"""
     matrix = refoptim.testing.matrix
     assert set(_INTEROP) == set(matrix.optimizer_names()) - set(matrix.EXTENSIONS)
+    assert set(_INTEROP_OPTIONS) <= set(_INTEROP)
 
 
 @pytest.mark.parametrize("name", sorted(_INTEROP))

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import refoptim
-from refoptim import _fastpath
+from refoptim import _fastpath, registry
 
-CASES = [
+_CASES = [
     ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.5}),
     ("Adam", {"lr": 1e-2, "weight_decay": 0.1}),
@@ -31,6 +31,8 @@ CASES = [
     ("RMSprop", {"lr": 1e-2, "centered": True, "momentum": 0.5}),
     ("Rprop", {}),
 ]
+CASES = _CASES + [(n, {}) for n in registry.names(elementwise=True) if n not in {name for name, _ in _CASES}]
+"""The cases above, and every other elementwise optimizer with its defaults."""
 
 SIZES = {"small": [(5,), (3, 4), ()], "large": [(3 * _fastpath.CHUNK_ELEMENTS + 7,)]}
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 import refoptim
+from refoptim import registry
 
 __all__ = [
     "BACKENDS",
@@ -58,24 +59,13 @@ WORKLOADS: dict[str, tuple[int, int]] = {
 }
 """Workload name -> (number of tensors, elements per tensor), all float32."""
 
-OPTIMIZERS: dict[str, dict[str, Any]] = {
-    "SGD": {"lr": 0.01, "momentum": 0.9},
-    "Adam": {"lr": 1e-3},
-    "AdamW": {"lr": 1e-3},
-    "RMSprop": {"lr": 1e-3},
-    "Adagrad": {"lr": 1e-2},
-    "Adadelta": {},
-    "Adamax": {},
-    "ASGD": {},
-    "NAdam": {},
-    "RAdam": {},
-    "Rprop": {},
-}
+OPTIMIZERS: dict[str, dict[str, Any]] = {info.name: dict(info.bench) for info in registry.OPTIMIZERS if info.bench is not None}
 """The optimizers the benchmark knows, with the options it runs them with (SGD with
-momentum, the others at torch's defaults or a common lr)."""
+momentum, the others at torch's defaults or a common lr): each registry entry's ``bench``,
+in the registry's order."""
 
-DEFAULT_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
-"""Benchmarked unless others are named."""
+DEFAULT_OPTIMIZERS = tuple(info.name for info in registry.OPTIMIZERS if info.bench_default)
+"""Benchmarked unless others are named (the registry entries with ``bench_default``)."""
 
 _TORCH_VARIANTS = ("foreach=False", "foreach=True", "fused=True")
 

@@ -31,56 +31,14 @@ torch's closure, and returns ``(x, loss)``::
 """
 
 import functools
+import importlib
 
+from . import registry
 from ._backend import quiet
-from .adadelta import adadelta_init, adadelta_step
-from .adafactor import adafactor_init, adafactor_step
-from .adagrad import adagrad_init, adagrad_step
-from .adam import adam_init, adam_step
-from .adamax import adamax_init, adamax_step
-from .adamw import adamw_init, adamw_step
-from .asgd import asgd_init, asgd_step
-from .lbfgs import lbfgs_init, lbfgs_step
-from .muon import muon_init, muon_step
-from .nadam import nadam_init, nadam_step
-from .radam import radam_init, radam_step
-from .rmsprop import rmsprop_init, rmsprop_step
-from .rprop import rprop_init, rprop_step
-from .sgd import sgd_init, sgd_step
-from .sparse_adam import sparse_adam_init, sparse_adam_step
 
-__all__ = [
-    "adadelta_init",
-    "adadelta_step",
-    "adafactor_init",
-    "adafactor_step",
-    "adagrad_init",
-    "adagrad_step",
-    "adam_init",
-    "adam_step",
-    "adamax_init",
-    "adamax_step",
-    "adamw_init",
-    "adamw_step",
-    "asgd_init",
-    "asgd_step",
-    "lbfgs_init",
-    "lbfgs_step",
-    "muon_init",
-    "muon_step",
-    "nadam_init",
-    "nadam_step",
-    "radam_init",
-    "radam_step",
-    "rmsprop_init",
-    "rmsprop_step",
-    "rprop_init",
-    "rprop_step",
-    "sgd_init",
-    "sgd_step",
-    "sparse_adam_init",
-    "sparse_adam_step",
-]
+__all__ = sorted(name for info in registry.OPTIMIZERS for name in info.rules)
+"""Each registry entry's ``rules``, ``(init, step)``, defined in its module
+(``adam_init``, ``adam_step`` in :mod:`refoptim.adam`)."""
 
 
 def _quiet(rule):  # type: ignore[no-untyped-def]
@@ -98,7 +56,8 @@ def _quiet(rule):  # type: ignore[no-untyped-def]
 # The functions the classes call, each wrapped to run without NumPy's warnings (the
 # classes' step already does). lbfgs_step calls the user's loss_and_grad inside: that
 # runs quietly too.
-for _name in __all__:
-    if _name.endswith("_step") or _name.endswith("_init"):
-        globals()[_name] = _quiet(globals()[_name])
-del _name
+for _info in registry.OPTIMIZERS:
+    _module = importlib.import_module(f"refoptim.{_info.module}")
+    for _name in _info.rules:
+        globals()[_name] = _quiet(getattr(_module, _name))
+del _info, _module, _name

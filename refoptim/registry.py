@@ -3,7 +3,7 @@ r"""The registry of optimizers: one declarative entry per optimizer, as torch's
 
 Everything that lists optimizers is derived from :data:`OPTIMIZERS`: the exports of
 :mod:`refoptim` and :mod:`refoptim.functional`, the conformance matrix
-(:mod:`refoptim.testing.matrix`), the benchmark's list (:mod:`refoptim.bench`), the test
+(:mod:`refoptim.testing.matrix`), the benchmark's list (``python -m refoptim bench``, :mod:`!refoptim.bench`), the test
 parametrisations, the index of the manual's optimizer pages and the parity tables. A test
 (``tests/test_registry.py``) fails when a registered optimizer lacks its module, its class,
 its functional rule, its page or its matrix entry, or when a hand-written table disagrees
@@ -20,13 +20,17 @@ This module imports no optimizer: :attr:`OptimizerInfo.cls` imports the class wh
 from __future__ import annotations
 
 import importlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OPTIMIZERS", "OptimizerInfo", "Paper", "get", "names"]
+import numpy as np
+
+__all__ = ["OPTIMIZERS", "TORCH_SOURCE_ROOT", "OptimizerInfo", "Paper", "get", "names"]
 
 TORCH_SOURCE_ROOT = "https://github.com/pytorch/pytorch/blob/v2.13.0/"
-"""Where torch 2.13's sources are read: an entry's ``torch_source`` is a path under it."""
+"""The address of torch 2.13's sources on GitHub; an entry's ``torch_source`` is a path
+under it."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,14 @@ class OptimizerInfo:
         parent: the optimizer it extends in the lineage (``None`` for a root).
         lineage: one sentence: what it adds over ``parent``, and why.
         papers: the papers it follows, first the one that introduced it.
-        torch_source: the path of torch's implementation under :data:`TORCH_SOURCE_ROOT`.
+        torch_source: the path of torch's implementation under :data:`refoptim.registry.TORCH_SOURCE_ROOT`.
         elementwise: its rule acts on each element on its own, so the base may run it
-            piece by piece (:mod:`refoptim._fastpath`), and the elementwise conformance
+            piece by piece (``refoptim/_fastpath.py``), and the elementwise conformance
             matrix and :func:`refoptim.testing.compare` cover it.
         sparse: its ``step`` accepts a :class:`refoptim.SparseGrad` (torch's SGD, Adagrad,
             SparseAdam).
         rules: the names of its ``(init, step)`` functions in :mod:`refoptim.functional`.
-        bench: the options :mod:`refoptim.bench` runs it with (``None``: not benchmarked).
+        bench: the options ``python -m refoptim bench`` runs it with (``None``: not benchmarked).
         bench_default: benchmarked when no optimizer is named.
         matrix: its conformance configurations: for an elementwise optimizer a dict with
             ``alone`` (option sets), ``crossed`` (a function returning more option sets),
@@ -98,6 +102,487 @@ class OptimizerInfo:
         return TORCH_SOURCE_ROOT + self.torch_source
 
 
+# ============================================================================ conformance matrix
+# The configurations of each elementwise optimizer (its entry's ``matrix``), which
+# refoptim.testing.matrix turns into Configs: every option alone (_<NAME>_ALONE), options
+# crossed where they interact (_<name>_crossed), one parameter-group layout
+# (_<NAME>_GROUPS, run on the fixed gradients and on the quadratic) and the options of the
+# objectives with feedback (_<NAME>_FEEDBACK). What they cover: that module's docstring.
+
+
+def _lr_array(value: float) -> np.ndarray:
+    """A 0-d float32 lr, as ``torch.tensor(value)`` makes it."""
+    return np.asarray(value, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- SGD
+_SGD_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"weight_decay": 0.5},
+    {"momentum": 0.9},
+    {"momentum": 0.9, "dampening": 0.5},
+    {"momentum": 0.9, "nesterov": True},
+    {"maximize": True},
+    {"lr": _lr_array(1e-2), "momentum": 0.9, "weight_decay": 0.1},
+]
+
+
+def _sgd_crossed() -> list[dict[str, Any]]:
+    out = []
+    for momentum, dampening, nesterov, weight_decay, maximize in itertools.product(
+        (0.0, 0.9), (0.0, 0.5), (False, True), (0.0, 0.1), (False, True)
+    ):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            continue
+        if momentum == 0 and dampening != 0:
+            continue  # dampening acts only through momentum
+        out.append(
+            {
+                "lr": 1e-2,
+                "momentum": momentum,
+                "dampening": dampening,
+                "nesterov": nesterov,
+                "weight_decay": weight_decay,
+                "maximize": maximize,
+            }
+        )
+    return out
+
+
+_SGD_GROUPS = (
+    {"lr": 1e-2, "momentum": 0.9},
+    {"lr": 5e-3, "momentum": 0.5, "dampening": 0.3, "weight_decay": 0.1},
+    {"lr": 2e-2, "nesterov": True, "momentum": 0.8, "maximize": True},
+)
+
+_SGD_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("quadratic", {"lr": 1e-2, "momentum": 0.9, "dampening": 0.1}),
+    ("rosenbrock", {"lr": 1e-4, "momentum": 0.9}),
+]
+
+
+# --------------------------------------------------------------------------- Adagrad
+_ADAGRAD_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_adagrad
+    {},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "maximize": True},
+    {"lr": 0.1},
+    {"initial_accumulator_value": 0.1, "weight_decay": 0.1},
+    {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1},
+    {"lr": _lr_array(1e-3)},
+    # every option alone
+    {"lr_decay": 0.01},
+    {"initial_accumulator_value": 0.5},
+    {"eps": 1e-3},
+    {"maximize": True},
+    {"lr": _lr_array(1e-1), "lr_decay": 0.1},
+]
+
+
+def _adagrad_crossed() -> list[dict[str, Any]]:
+    return [
+        {
+            "lr": 0.1,
+            "lr_decay": lr_decay,
+            "initial_accumulator_value": initial,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        for lr_decay, initial, weight_decay, maximize in itertools.product(
+            (0.0, 0.1), (0.0, 0.1), (0.0, 0.1), (False, True)
+        )
+    ]
+
+
+# The per-group initial_accumulator_value is ignored by torch (the constructor's value,
+# here the default 0, fills every group's sum): these groups check that quirk too.
+_ADAGRAD_GROUPS = (
+    {"lr": 0.1, "initial_accumulator_value": 0.5},
+    {"lr": 0.05, "lr_decay": 0.1, "weight_decay": 0.1},
+    {"lr": 0.2, "eps": 1e-3, "maximize": True},
+)
+
+_ADAGRAD_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1}),
+    ("quadratic", {"lr": 0.1, "weight_decay": 0.1}),
+    ("rosenbrock", {"lr": 1e-2}),
+]
+
+
+# --------------------------------------------------------------------------- RMSprop
+_RMSPROP_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-3},
+    {"lr": _lr_array(1e-3)},
+    {"weight_decay": 0.1},
+    {"maximize": True},
+    {"weight_decay": 0.1, "centered": True},
+    {"maximize": True, "weight_decay": 0.1},
+    {"weight_decay": 0.1, "centered": True, "momentum": 0.1},
+    {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
+    {"centered": True},
+    {"momentum": 0.9},
+    {"alpha": 0.9},
+    {"alpha": 0.0},
+    {"eps": 0.1},
+    {"lr": _lr_array(1e-3), "momentum": 0.9},
+    {"lr": _lr_array(1e-2), "centered": True, "weight_decay": 0.1},
+]
+
+
+def _rmsprop_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "centered": c, "momentum": m, "weight_decay": wd, "maximize": mx}
+        for c, m, wd, mx in itertools.product((False, True), (0.0, 0.9), (0.0, 0.1), (False, True))
+    ]
+
+
+_RMSPROP_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "centered": True, "momentum": 0.5},
+    {"lr": 1e-3, "alpha": 0.9, "weight_decay": 0.1, "maximize": True},
+)
+
+_RMSPROP_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2, "centered": True, "momentum": 0.9}),
+    ("quadratic", {"lr": 1e-3}),
+    ("rosenbrock", {"lr": 1e-4, "momentum": 0.9}),
+]
+
+
+# --------------------------------------------------------------------------- Adadelta
+_ADADELTA_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_adadelta (CPU part)
+    {},
+    {"lr": 0.01},
+    {"weight_decay": 0.1},
+    {"maximize": True},
+    {"weight_decay": 0.1, "maximize": True},
+    {"rho": 0.95, "weight_decay": 0.9},
+    # every option alone, tensor lr, edge rho
+    {"rho": 0.5},
+    {"rho": 1.0},
+    {"rho": 0.0},
+    {"eps": 1e-3},
+    {"lr": _lr_array(1e-1)},
+    {"lr": _lr_array(1e-3), "weight_decay": 0.1},
+]
+
+
+def _adadelta_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 0.5, "rho": rho, "weight_decay": weight_decay, "maximize": maximize}
+        for rho, weight_decay, maximize in itertools.product((0.5, 0.9), (0.0, 0.1), (False, True))
+    ]
+
+
+_ADADELTA_GROUPS = (
+    {"lr": 1.0},
+    {"lr": 0.5, "rho": 0.5, "weight_decay": 0.1},
+    {"lr": 0.1, "rho": 0.95, "eps": 1e-4, "maximize": True},
+)
+
+_ADADELTA_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1.0}),
+    ("quadratic", {"lr": 0.5, "rho": 0.5, "weight_decay": 0.1}),
+    ("rosenbrock", {"lr": 0.1, "rho": 0.95}),
+]
+
+
+# --------------------------------------------------------------------------- Adam
+_ADAM_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "maximize": True},
+    {"weight_decay": 0.1, "amsgrad": True},
+    {"maximize": True},
+    {"amsgrad": True},
+    {"decoupled_weight_decay": True, "weight_decay": 0.1},
+    {"betas": (0.8, 0.99), "eps": 1e-6},
+    {"eps": 0.1},
+]
+
+
+def _adam_crossed(decoupled_choices: tuple[bool, ...] = (False, True)) -> list[dict[str, Any]]:
+    out = []
+    for weight_decay, maximize, amsgrad, decoupled in itertools.product(
+        (0.0, 0.1), (False, True), (False, True), decoupled_choices
+    ):
+        options = {"lr": 1e-2, "weight_decay": weight_decay, "maximize": maximize, "amsgrad": amsgrad}
+        if decoupled:
+            options["decoupled_weight_decay"] = True
+        out.append(options)
+    return out
+
+
+_ADAM_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "amsgrad": True},
+    {"lr": 2e-2, "betas": (0.5, 0.9), "maximize": True},
+)
+
+_ADAM_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2}),
+    ("quadratic", {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
+    ("rosenbrock", {"lr": 1e-3, "amsgrad": True}),
+]
+
+
+# --------------------------------------------------------------------------- AdamW
+_ADAMW_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"weight_decay": 0.5},
+    {"amsgrad": True},
+    {"maximize": True},
+    {"weight_decay": 0.0},
+]
+
+
+def _adamw_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "weight_decay": wd, "maximize": mx, "amsgrad": am}
+        for wd, mx, am in itertools.product((0.0, 0.1), (False, True), (False, True))
+    ]
+
+
+_ADAMW_GROUPS = (
+    {"lr": 1e-2, "weight_decay": 0.1},
+    {"lr": 3e-3, "weight_decay": 0.0, "amsgrad": True},
+)
+
+_ADAMW_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2}),
+    ("rosenbrock", {"lr": 1e-3, "weight_decay": 0.1}),
+]
+
+
+# --------------------------------------------------------------------------- Adamax
+_ADAMAX_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_adamax (CPU part)
+    {},
+    {"lr": 0.1},
+    {"weight_decay": 0.1},
+    {"maximize": True},
+    {"weight_decay": 0.1, "maximize": True},
+    # every option alone, tensor lr
+    {"betas": (0.8, 0.99)},
+    {"betas": (0.0, 0.0)},
+    {"eps": 0.1},
+    {"lr": _lr_array(1e-3)},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.9, "maximize": True},
+    # 0-d float32 betas (torch computes 1 - beta1**t in float32; unchecked by Adamax)
+    {"betas": (_lr_array(0.9), _lr_array(0.999))},
+    {"lr": _lr_array(1e-2), "betas": (_lr_array(0.8), _lr_array(0.99)), "weight_decay": 0.1},
+]
+
+
+def _adamax_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
+        for betas, weight_decay, maximize in itertools.product(
+            ((0.9, 0.999), (0.5, 0.9)), (0.0, 0.1), (False, True)
+        )
+    ]
+
+
+_ADAMAX_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "betas": (0.5, 0.9)},
+    {"lr": 2e-2, "eps": 1e-3, "maximize": True},
+)
+
+_ADAMAX_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2}),
+    ("quadratic", {"lr": 2e-2, "weight_decay": 0.1, "betas": (0.5, 0.9)}),
+    ("rosenbrock", {"lr": 1e-3}),
+]
+
+
+# --------------------------------------------------------------------------- NAdam
+_NADAM_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 1e-3},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"momentum_decay": 6e-3},
+    {"momentum_decay": 0.0},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "momentum_decay": 6e-3},
+    {"weight_decay": 0.1, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+    {"weight_decay": 0.1, "maximize": True},
+    {"maximize": True},
+    {"decoupled_weight_decay": True},
+    {"betas": (0.8, 0.99), "eps": 1e-6},
+    {"eps": 0.1},
+    # torch's CUDA configurations, without capturable
+    {"weight_decay": 0.9, "momentum_decay": 6e-3},
+    {"weight_decay": 0.9, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+    {"lr": _lr_array(1e-3), "weight_decay": 0.9, "momentum_decay": 6e-3, "decoupled_weight_decay": True},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.1},
+]
+
+
+def _nadam_crossed() -> list[dict[str, Any]]:
+    out = []
+    for weight_decay, maximize, decoupled, momentum_decay in itertools.product(
+        (0.0, 0.1), (False, True), (False, True), (4e-3, 6e-3)
+    ):
+        out.append(
+            {
+                "lr": 1e-2,
+                "weight_decay": weight_decay,
+                "maximize": maximize,
+                "decoupled_weight_decay": decoupled,
+                "momentum_decay": momentum_decay,
+            }
+        )
+    return out
+
+
+_NADAM_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "momentum_decay": 6e-3},
+    {"lr": 2e-2, "betas": (0.5, 0.9), "maximize": True, "weight_decay": 0.1, "decoupled_weight_decay": True},
+)
+
+_NADAM_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2}),
+    ("quadratic", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("rosenbrock", {"lr": 1e-3}),
+]
+
+
+# --------------------------------------------------------------------------- RAdam
+# rho_t > 5 first at step 6 for every beta2 >= 0.85; (0.9, 0.7) switches at step 10,
+# (0.9, 0.6) never (rho_inf = 4).
+_RADAM_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 2e-3},
+    {"lr": 1e-2},
+    {"lr": _lr_array(1e-3)},
+    {"eps": 1e-6},
+    {"eps": 0.1},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"weight_decay": 0.1, "maximize": True},
+    {"maximize": True},
+    {"decoupled_weight_decay": True},
+    {"betas": (0.8, 0.9)},
+    {"betas": (0.9, 0.7)},
+    {"betas": (0.9, 0.6)},
+    # torch's CUDA configuration, without capturable
+    {"lr": _lr_array(1e-3), "weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"lr": _lr_array(1e-2), "weight_decay": 0.1},
+]
+
+
+def _radam_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "weight_decay": wd, "maximize": mx, "decoupled_weight_decay": dec}
+        for wd, mx, dec in itertools.product((0.0, 0.1), (False, True), (False, True))
+    ]
+
+
+_RADAM_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 3e-3, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"lr": 2e-2, "betas": (0.5, 0.9), "maximize": True, "weight_decay": 0.05},
+)
+
+_RADAM_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 1e-2}),
+    ("quadratic", {"lr": 1e-2, "weight_decay": 0.1}),
+    ("rosenbrock", {"lr": 1e-3}),
+]
+
+
+# --------------------------------------------------------------------------- ASGD
+_ASGD_ALONE: list[dict[str, Any]] = [
+    # torch's optim_inputs_func_asgd (CPU part)
+    {},
+    {"lambd": 0.1},
+    {"lr": 0.02},
+    {"t0": 100},
+    {"maximize": True},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "maximize": True},
+    # every option alone (averaging inside the run), tensor lr
+    {"t0": 10},
+    {"alpha": 0.5, "lambd": 0.1},
+    {"alpha": 1.0, "lambd": 0.1},
+    {"lr": _lr_array(1e-2)},
+    {"lr": _lr_array(2e-2), "lambd": 0.1, "t0": 10, "weight_decay": 0.1, "maximize": True},
+    {"lr": _lr_array(2e-2), "lambd": 0.1, "alpha": 0.5, "t0": 10},
+    {"lr": _lr_array(2e-2), "lambd": 0.1, "alpha": 3.0, "t0": 10},
+]
+
+
+def _asgd_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 0.02, "t0": t0, "lambd": lambd, "weight_decay": weight_decay, "maximize": maximize}
+        for t0, lambd, weight_decay, maximize in itertools.product(
+            (10, 20.5), (1e-4, 0.1), (0.0, 0.1), (False, True)
+        )
+    ]
+
+
+_ASGD_GROUPS = (
+    {"lr": 0.02, "t0": 10},
+    {"lr": 0.01, "lambd": 0.1, "t0": 20.5, "weight_decay": 0.1},
+    {"lr": 0.05, "alpha": 0.5, "t0": 5, "maximize": True},
+)
+
+_ASGD_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {"lr": 0.05, "t0": 10, "lambd": 0.1}),
+    ("quadratic", {"lr": 0.02, "t0": 20.5, "weight_decay": 0.1}),
+    ("rosenbrock", {"lr": 1e-4, "t0": 10}),
+]
+
+
+# --------------------------------------------------------------------------- Rprop
+_RPROP_ALONE: list[dict[str, Any]] = [
+    {},
+    {"lr": 2e-4},
+    {"lr": _lr_array(1e-3)},
+    {"etas": (0.5, 1.5)},
+    {"etas": (0.1, 3.0)},
+    {"step_sizes": (2e-6, 100)},
+    {"step_sizes": (1e-3, 0.02)},
+    {"step_sizes": (0.1, 0.01)},  # min > max: every step size becomes max
+    {"maximize": True},
+]
+
+
+def _rprop_crossed() -> list[dict[str, Any]]:
+    return [
+        {"lr": 1e-2, "etas": etas, "step_sizes": sizes, "maximize": mx}
+        for etas, sizes, mx in itertools.product(
+            ((0.5, 1.2), (0.3, 1.5)), ((1e-6, 50), (1e-3, 0.02)), (False, True)
+        )
+    ]
+
+
+_RPROP_GROUPS = (
+    {"lr": 1e-2},
+    {"lr": 1e-3, "etas": (0.3, 1.5)},
+    {"lr": 2e-2, "step_sizes": (1e-4, 1.0), "maximize": True},
+)
+
+_RPROP_FEEDBACK: list[tuple[str, dict[str, Any]]] = [
+    ("quadratic", {}),
+    ("rosenbrock", {"lr": 1e-3}),
+]
+
+# ============================================================================ the registry
 _ADAM_PAPER = Paper("Kingma & Ba, Adam: A Method for Stochastic Optimization, ICLR 2015", "https://arxiv.org/abs/1412.6980")
 
 OPTIMIZERS: tuple[OptimizerInfo, ...] = (
@@ -125,6 +610,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         rules=("sgd_init", "sgd_step"),
         bench={"lr": 0.01, "momentum": 0.9},
         bench_default=True,
+        matrix={
+            "alone": _SGD_ALONE,
+            "crossed": _sgd_crossed,
+            "groups": _SGD_GROUPS,
+            "feedback": _SGD_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="Adagrad",
@@ -148,6 +639,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         rules=("adagrad_init", "adagrad_step"),
         bench={"lr": 1e-2},
         bench_default=True,
+        matrix={
+            "alone": _ADAGRAD_ALONE,
+            "crossed": _adagrad_crossed,
+            "groups": _ADAGRAD_GROUPS,
+            "feedback": _ADAGRAD_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="RMSprop",
@@ -171,6 +668,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         rules=("rmsprop_init", "rmsprop_step"),
         bench={"lr": 1e-3},
         bench_default=True,
+        matrix={
+            "alone": _RMSPROP_ALONE,
+            "crossed": _rmsprop_crossed,
+            "groups": _RMSPROP_GROUPS,
+            "feedback": _RMSPROP_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="Adadelta",
@@ -187,6 +690,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         elementwise=True,
         rules=("adadelta_init", "adadelta_step"),
         bench={},
+        matrix={
+            "alone": _ADADELTA_ALONE,
+            "crossed": _adadelta_crossed,
+            "groups": _ADADELTA_GROUPS,
+            "feedback": _ADADELTA_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="Adam",
@@ -207,6 +716,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         rules=("adam_init", "adam_step"),
         bench={"lr": 1e-3},
         bench_default=True,
+        matrix={
+            "alone": _ADAM_ALONE,
+            "crossed": _adam_crossed,
+            "groups": _ADAM_GROUPS,
+            "feedback": _ADAM_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="AdamW",
@@ -225,6 +740,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         rules=("adamw_init", "adamw_step"),
         bench={"lr": 1e-3},
         bench_default=True,
+        matrix={
+            "alone": _ADAMW_ALONE,
+            "crossed": _adamw_crossed,
+            "groups": _ADAMW_GROUPS,
+            "feedback": _ADAMW_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="Adamax",
@@ -241,6 +762,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         elementwise=True,
         rules=("adamax_init", "adamax_step"),
         bench={},
+        matrix={
+            "alone": _ADAMAX_ALONE,
+            "crossed": _adamax_crossed,
+            "groups": _ADAMAX_GROUPS,
+            "feedback": _ADAMAX_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="NAdam",
@@ -254,6 +781,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         elementwise=True,
         rules=("nadam_init", "nadam_step"),
         bench={},
+        matrix={
+            "alone": _NADAM_ALONE,
+            "crossed": _nadam_crossed,
+            "groups": _NADAM_GROUPS,
+            "feedback": _NADAM_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="RAdam",
@@ -272,6 +805,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         elementwise=True,
         rules=("radam_init", "radam_step"),
         bench={},
+        matrix={
+            "alone": _RADAM_ALONE,
+            "crossed": _radam_crossed,
+            "groups": _RADAM_GROUPS,
+            "feedback": _RADAM_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="ASGD",
@@ -290,6 +829,14 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         elementwise=True,
         rules=("asgd_init", "asgd_step"),
         bench={},
+        matrix={
+            "alone": _ASGD_ALONE,
+            "crossed": _asgd_crossed,
+            "groups": _ASGD_GROUPS,
+            "feedback": _ASGD_FEEDBACK,
+            # torch's own ASGD entry {"t0": 100} starts averaging at step 103
+            "min_steps": 120,
+        },
     ),
     OptimizerInfo(
         name="Rprop",
@@ -308,6 +855,12 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         elementwise=True,
         rules=("rprop_init", "rprop_step"),
         bench={},
+        matrix={
+            "alone": _RPROP_ALONE,
+            "crossed": _rprop_crossed,
+            "groups": _RPROP_GROUPS,
+            "feedback": _RPROP_FEEDBACK,
+        },
     ),
     OptimizerInfo(
         name="SparseAdam",

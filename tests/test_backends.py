@@ -13,6 +13,7 @@ import pytest
 
 import refoptim
 from refoptim import functional as F
+from refoptim import registry
 from _support import (
     ALL_CONFIGS,
     DTYPES,
@@ -78,12 +79,11 @@ def test_state_keys_shapes_dtypes(cls, cfg, xp):
 def test_functional_module_exports():
     optimizers = [n for n in refoptim.__all__ if isinstance(getattr(refoptim, n), type)
                   and issubclass(getattr(refoptim, n), refoptim.Optimizer) and n != "Optimizer"]
-    assert len(optimizers) == 15
+    assert optimizers == list(registry.names())
     # LBFGS's rule acts on one flat vector of all parameters (lbfgs_step), like the class.
-    functional_names = {"SparseAdam": "sparse_adam_step"}
     for name in optimizers:
-        expected = functional_names.get(name, f"{name.lower()}_step")
-        assert expected is None or expected in F.__all__, name
+        for rule in registry.get(name).rules:
+            assert rule in F.__all__, (name, rule)
     for name in F.__all__:
         assert callable(getattr(F, name))
 

@@ -31,7 +31,7 @@ import pytest
 from _support import to_np
 
 import refoptim as optim
-from refoptim import checkpoint, lr_scheduler, swa_utils
+from refoptim import checkpoint, lr_scheduler, registry, swa_utils
 from refoptim.checkpoint import CheckpointError
 from refoptim.testing import backends
 
@@ -294,23 +294,26 @@ def test_plateau_best_inf_round_trips(tmp_path):
 
 
 # ---------------------------------------------------------------------------- resume bit for bit
-OPTIMIZERS = {
-    "SGD": (optim.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
-    "Adam": (optim.Adam, {"amsgrad": True}),
-    "AdamW": (optim.AdamW, {}),
-    "Adagrad": (optim.Adagrad, {"lr_decay": 0.01}),
-    "Adadelta": (optim.Adadelta, {}),
-    "Adamax": (optim.Adamax, {}),
-    "ASGD": (optim.ASGD, {"t0": 1}),
-    "NAdam": (optim.NAdam, {}),
-    "RAdam": (optim.RAdam, {}),
-    "RMSprop": (optim.RMSprop, {"momentum": 0.5, "centered": True}),
-    "Rprop": (optim.Rprop, {}),
-    "SparseAdam": (optim.SparseAdam, {}),
-    "LBFGS": (optim.LBFGS, {"history_size": 3, "max_iter": 3}),
-    "Muon": (optim.Muon, {}),
-    "Adafactor": (optim.Adafactor, {}),
+# Options per optimizer; a registered optimizer not listed runs with its defaults.
+_OPTIONS = {
+    "SGD": {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    "Adam": {"amsgrad": True},
+    "AdamW": {},
+    "Adagrad": {"lr_decay": 0.01},
+    "Adadelta": {},
+    "Adamax": {},
+    "ASGD": {"t0": 1},
+    "NAdam": {},
+    "RAdam": {},
+    "RMSprop": {"momentum": 0.5, "centered": True},
+    "Rprop": {},
+    "SparseAdam": {},
+    "LBFGS": {"history_size": 3, "max_iter": 3},
+    "Muon": {},
+    "Adafactor": {},
 }
+OPTIMIZERS = {info.name: (info.cls, _OPTIONS.get(info.name, {})) for info in registry.OPTIMIZERS}
+
 # torch's load_state_dict casts every state array but ``step`` to a floating parameter's
 # dtype, the float32 scalars NAdam (mu_product) and ASGD (eta, mu) keep included: float64
 # runs of those two go on in float64 after a resume, so they differ from an uninterrupted

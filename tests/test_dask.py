@@ -18,25 +18,14 @@ import dask
 import dask.array as da
 
 import refoptim
+from refoptim import registry
 from refoptim._backend import assign
 from refoptim._fastpath import can_chunk, group_key
 from refoptim.bench import persist_optimizer
 
 HAS_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 
-ELEMENTWISE = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "ASGD",
-    "NAdam",
-    "RAdam",
-    "RMSprop",
-    "Rprop",
-]
+ELEMENTWISE = list(registry.names(elementwise=True))
 OPTIONS = {"SGD": {"lr": 0.01, "momentum": 0.9}, "Adam": {"lr": 0.01}}
 
 

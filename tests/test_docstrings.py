@@ -10,6 +10,7 @@ import refoptim.fingerprint
 import refoptim.functional
 import refoptim.lr_scheduler
 import refoptim.plot
+import refoptim.registry
 import refoptim.swa_utils
 import refoptim.testing.backends
 import refoptim.testing.inputs
@@ -17,7 +18,7 @@ import refoptim.testing.matrix
 import refoptim.testing.metrics
 import refoptim.testing.thresholds
 
-MODULES = [refoptim, refoptim.checkpoint, refoptim.fingerprint, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.swa_utils, refoptim.testing.backends, refoptim.testing.inputs, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
+MODULES = [refoptim, refoptim.checkpoint, refoptim.fingerprint, refoptim.functional, refoptim.lr_scheduler, refoptim.plot, refoptim.registry, refoptim.swa_utils, refoptim.testing.backends, refoptim.testing.inputs, refoptim.testing.matrix, refoptim.testing.metrics, refoptim.testing.thresholds]
 
 
 def _public(module):
@@ -51,7 +52,10 @@ OPTIMIZERS = [getattr(refoptim, n) for n in refoptim.__all__ if isinstance(getat
 
 
 def test_every_optimizer_is_covered():
-    assert len(OPTIMIZERS) == 15  # torch 2.13's 15 optimizers
+    # every registered optimizer, and no other Optimizer subclass (tests/test_registry.py
+    # checks the registry holds all 15 of torch 2.13)
+    assert len(OPTIMIZERS) == len(refoptim.registry.OPTIMIZERS)
+    assert {c.__name__ for c in OPTIMIZERS} == set(refoptim.registry.names())
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)

@@ -21,6 +21,7 @@ from _support import NAMESPACES, as_xp, assert_bitwise_equal, to_np
 import refoptim
 import refoptim.lbfgs
 from refoptim import functional as F
+from refoptim import registry
 from refoptim._backend import is_array
 
 OPTIMIZERS = {
@@ -29,24 +30,8 @@ OPTIMIZERS = {
     if isinstance(getattr(refoptim, n), type) and issubclass(getattr(refoptim, n), refoptim.Optimizer) and n != "Optimizer"
 }
 
-# The functional names of each optimizer: (step, init or None).
-RULES = {
-    "SGD": ("sgd_step", "sgd_init"),
-    "Adam": ("adam_step", "adam_init"),
-    "AdamW": ("adamw_step", "adamw_init"),
-    "Adadelta": ("adadelta_step", "adadelta_init"),
-    "Adafactor": ("adafactor_step", "adafactor_init"),
-    "Adagrad": ("adagrad_step", "adagrad_init"),
-    "Adamax": ("adamax_step", "adamax_init"),
-    "ASGD": ("asgd_step", "asgd_init"),
-    "LBFGS": ("lbfgs_step", "lbfgs_init"),
-    "Muon": ("muon_step", "muon_init"),
-    "NAdam": ("nadam_step", "nadam_init"),
-    "RAdam": ("radam_step", "radam_init"),
-    "RMSprop": ("rmsprop_step", "rmsprop_init"),
-    "Rprop": ("rprop_step", "rprop_init"),
-    "SparseAdam": ("sparse_adam_step", "sparse_adam_init"),
-}
+# The functional names of each optimizer: (step, init), from its registry entry.
+RULES = {info.name: (info.rules[1], info.rules[0]) for info in registry.OPTIMIZERS}
 
 # A rule's keyword that is one half of a constructor argument: name -> (argument, index).
 HALVES = {
@@ -90,7 +75,6 @@ def _same(a, b):
 # ============================================================================ defaults
 def test_every_optimizer_has_its_rules_exported():
     assert sorted(RULES) == sorted(OPTIMIZERS)
-    assert len(RULES) == 15
     for step, init in RULES.values():
         assert step in F.__all__ and init in F.__all__
         assert callable(getattr(F, step)) and callable(getattr(F, init))
@@ -132,6 +116,8 @@ def test_adamw_defaults_are_adamws_not_adams():
 
 
 # ============================================================================ no keywords = the class
+# The rules over one parameter and a dense gradient (Muon's and Adafactor's too): not
+# LBFGS's (one flat vector and a loss function) nor SparseAdam's (sparse gradients).
 ELEMENTWISE = sorted(set(RULES) - {"LBFGS", "SparseAdam"})
 
 

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pytest
 
-from refoptim import _primitives
+from refoptim import _primitives, registry
 from refoptim._primitives import _fma_float32, div, fma, has_float64
 
 N = 100_000
@@ -204,7 +204,9 @@ def test_div_is_plain_division_on_numpy():
 
 # --- every elementwise optimizer on JAX against NumPy, in a subprocess -------------------
 
-CONFIGS = {
+# Options per optimizer; a registered elementwise optimizer not listed runs with its
+# constructor's defaults.
+_CONFIGS = {
     "SGD": [dict(lr=0.1), dict(lr=0.1, momentum=0.9, weight_decay=0.01), dict(lr=0.1, momentum=0.9, nesterov=True)],
     "Adam": [dict(lr=0.01), dict(lr=0.01, weight_decay=0.1), dict(lr=0.01, amsgrad=True, maximize=True)],
     "AdamW": [dict(lr=0.01), dict(lr=0.01, amsgrad=True)],
@@ -217,6 +219,7 @@ CONFIGS = {
     "RMSprop": [dict(lr=0.01), dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)],
     "Rprop": [dict(lr=0.01), dict(lr=0.01, etas=(0.4, 1.3))],
 }
+CONFIGS = {name: _CONFIGS.get(name, [{}]) for name in registry.names(elementwise=True)}
 
 JAX_VS_NUMPY = r"""
 import json, sys, warnings

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from refoptim.__main__ import main
+from refoptim.golden import covered_optimizers
 from refoptim.testing.metrics import step_relative_error, ulp_error
 from refoptim.testing.torch_kernels import torch_fuses
 
-OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "RMSprop", "Rprop", "Adafactor"]
+OPTIMIZERS = [n for n in covered_optimizers() if n != "ASGD"]
 """Every optimizer the corpus covers but ASGD, whose configurations run at least 120 steps
 (conformance/test_conformance.py checks it against torch)."""
 

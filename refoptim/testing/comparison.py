@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import registry
 from . import matrix
 from .inputs import NUMPY_DTYPES, Gradients, initial_values, refoptim_class, refoptim_params, _groups
 from .matrix import SHAPES, Config
@@ -69,8 +70,9 @@ __all__ = [
     "torch_defaults",
 ]
 
-ELEMENTWISE = ("SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop")
-"""The optimizers :func:`compare` covers: those whose rule acts on each element on its own."""
+ELEMENTWISE = registry.names(elementwise=True)
+"""The optimizers :func:`compare` covers: those whose rule acts on each element on its own
+(the registry's ``elementwise`` entries, in its order)."""
 
 class Unsupported(Exception):
     """Raised by a candidate (or its ``init``) for a configuration it cannot express, e.g.
@@ -251,7 +253,7 @@ def compare(
     Args:
         candidate: ``candidate(param, grad, state, **options) -> (new_param, new_state)`` on
             NumPy arrays (see the module docstring), or a :class:`Stateful`.
-        optimizer: the torch.optim class name (one of :data:`ELEMENTWISE`).
+        optimizer: the torch.optim class name (one of :data:`refoptim.testing.comparison.ELEMENTWISE`).
         options: one dict or a list of dicts of torch constructor keywords; each runs in
             every dtype, on ``shapes``, under every objective of ``objectives``. By
             default the configurations refoptim is checked on against torch
