@@ -1,5 +1,28 @@
 """The one seam for speed: ways of running an elementwise rule that never change a result.
 
+Who calls what. ``Optimizer.step`` runs the closure, checks every parameter and gradient
+(``_params_with_grad``), and, under ``quiet()``, hands each group to a *strategy*:
+``optimizer._strategy.step_group(optimizer, group, pairs)`` (through ``_step_group``, which
+SGD overrides for a parameter listed twice). The strategy decides, parameter by parameter,
+how the rule runs, and runs it:
+
+- :class:`PlainStrategy` (:data:`PLAIN`, optimizers whose ``_elementwise`` is false): each
+  parameter by the plain rule, one after the other (:meth:`PlainStrategy.update`, also
+  ``Optimizer._update_plain``).
+- :class:`ElementwiseStrategy` (:data:`ELEMENTWISE`, elementwise optimizers): the plain
+  rule for a group whose memory overlaps (:func:`shares_memory`) and for what cannot be
+  viewed flat; else small parameters together (:func:`grouped_update`) and large ones
+  piece by piece, on threads (:func:`chunked_update`). It owns the knobs (piece sizes,
+  thread count); ``None`` reads this module's settings at each step.
+
+A strategy reaches the optimizer only through ``optimizer.state``,
+``optimizer._init_state(p, group)`` and ``optimizer._update(param, grad, state, group)``.
+This is where per-thread scratch buffers (issue 19) plug in: an ``ElementwiseStrategy``
+knows every piece it runs and on which thread, so it can hand each piece a preallocated
+buffer of its size instead of letting the rule allocate; nothing outside this module
+needs to change, and the test that guards it (``tests/test_fastpath.py``, generated from
+the registry) compares every strategy's bits with the plain rule's.
+
 An elementwise rule (every optimizer whose update of an element depends only on that
 element, its gradient and its state, plus scalars) gives the same bits whether it runs
 on a whole array or on consecutive pieces of it. So the Optimizer base may run it piece by
@@ -43,11 +66,16 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from itertools import pairwise
 from typing import Any
 
-from ._backend import array_namespace, is_array
+from ._backend import array_namespace, assign, is_array
 
 __all__ = [
     "CHUNK_ELEMENTS",
+    "ELEMENTWISE",
+    "PLAIN",
+    "THREAD_BLOCK_ELEMENTS",
     "THREAD_CHUNK_ELEMENTS",
+    "ElementwiseStrategy",
+    "PlainStrategy",
     "can_chunk",
     "can_group",
     "chunked_update",
@@ -124,15 +152,17 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
 
 
-def _threads_for(x: Any, n: int) -> int:
+def _threads_for(x: Any, n: int, threads: int | None = None, block: int | None = None) -> int:
     """How many threads to share ``n`` elements of ``x`` out to: more than one only for
     NumPy arrays (their ufuncs release the interpreter lock while they compute; other
     libraries, CuPy with its per-thread device and stream among them, stay in the calling
-    thread), and at most one thread per :data:`THREAD_BLOCK_ELEMENTS` elements."""
-    threads = get_num_threads()
+    thread), at most ``threads`` (default :func:`get_num_threads`) and at most one thread
+    per ``block`` elements (default :data:`THREAD_BLOCK_ELEMENTS`)."""
+    threads = get_num_threads() if threads is None else threads
     if threads <= 1 or type(x).__module__ != "numpy":
         return 1
-    return max(1, min(threads, n // THREAD_BLOCK_ELEMENTS))
+    block = THREAD_BLOCK_ELEMENTS if block is None else block
+    return max(1, min(threads, n // block))
 
 
 def _map_in_threads(fn: Callable[[int, int], Any], ranges: list[tuple[int, int]]) -> list[Any]:
@@ -272,6 +302,10 @@ def chunked_update(
     items: list[tuple[Any, Any, dict[str, Any]]],
     group: dict[str, Any],
     chunk: int | None = None,
+    *,
+    thread_chunk: int | None = None,
+    threads: int | None = None,
+    block: int | None = None,
 ) -> None:
     """Run ``update(param, grad, state, group)`` piece by piece for each ``(param, grad,
     state)`` of ``items``; the same bits as one call each.
@@ -280,12 +314,14 @@ def chunked_update(
     must pass :func:`can_chunk`); ``state`` receives the step's scalar values and any
     entry the rule creates. ``chunk`` defaults to :data:`CHUNK_ELEMENTS`.
 
-    With more than one thread (:func:`get_num_threads`) and NumPy arrays, the elements of
-    all the parameters, laid end to end, are cut into one block per thread (at least
-    :data:`THREAD_BLOCK_ELEMENTS` each), and the blocks run at once, each piece by piece
-    in pieces of at most :data:`THREAD_CHUNK_ELEMENTS` that never straddle two parameters.
+    With more than one thread (``threads``, default :func:`get_num_threads`) and NumPy
+    arrays, the elements of all the parameters, laid end to end, are cut into one block
+    per thread (at least ``block`` elements each, default :data:`THREAD_BLOCK_ELEMENTS`),
+    and the blocks run at once, each piece by piece in pieces of at most ``thread_chunk``
+    elements (default :data:`THREAD_CHUNK_ELEMENTS`) that never straddle two parameters.
     """
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
+    thread_chunk = THREAD_CHUNK_ELEMENTS if thread_chunk is None else thread_chunk
     if not items:
         return
     xp = array_namespace(items[0][0])
@@ -295,7 +331,7 @@ def chunked_update(
         scalars = {k: v for k, v in state.items() if k not in full}
         jobs.append((flat_p, flat_g, full, scalars, _count(param)))
     total = sum(job[4] for job in jobs)
-    threads = _threads_for(items[0][0], total)
+    threads = _threads_for(items[0][0], total, threads, block)
     results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
     if threads > 1:
         bounds = [total * i // threads for i in range(threads + 1)]
@@ -305,7 +341,7 @@ def chunked_update(
             for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
                 start, stop = max(lo - offset, 0), min(hi - offset, n)
                 if start < stop:
-                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, THREAD_CHUNK_ELEMENTS)
+                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk)
                     done.append((j, start, out))
                 offset += n
             return done
@@ -418,23 +454,25 @@ def grouped_update(
     items: list[tuple[Any, Any, dict[str, Any]]],
     group: dict[str, Any],
     keys: list[tuple] | None = None,
+    *,
+    limit: int | None = None,
 ) -> None:
     """Update many small parameters with few calls of the rule; same bits as one call each.
 
     ``items`` are ``(parameter array, gradient, state)`` triples that pass
     :func:`can_group`, ``keys`` their :func:`group_key` (computed here when not given).
     Those with equal keys are concatenated, updated by one call of ``update`` per run of
-    about :data:`CHUNK_ELEMENTS` elements, and copied back in place; each parameter's
-    scalar state receives the new values (in place where its arrays are writeable, as the
+    about ``limit`` elements (default :data:`CHUNK_ELEMENTS`), and copied back in place;
+    each parameter's scalar state receives the new values (in place where its arrays are writeable, as the
     plain rule's ``step += 1`` does), and entries the rule creates are split back per
     parameter.
     """
+    limit = CHUNK_ELEMENTS if limit is None else limit
     if keys is None:
-        keys = [group_key(*item) for item in items]
+        keys = [group_key(*item, chunk=limit) for item in items]
     buckets: dict[tuple, list[tuple[Any, Any, dict[str, Any]]]] = {}
     for key, item in zip(keys, items):
         buckets.setdefault(key, []).append(item)
-    limit = CHUNK_ELEMENTS
     runs: list[list[tuple[Any, Any, dict[str, Any]]]] = []
     for bucket in buckets.values():
         # runs of about one piece's worth of elements: the working set stays in cache and
@@ -612,3 +650,130 @@ def writeable_or_copy(x: Any) -> Any:
     import numpy
 
     return numpy.array(x, copy=True)
+
+
+# --------------------------------------------------------------------- strategies
+class PlainStrategy:
+    """Every parameter of a group by the plain rule, one after the other, in the group's
+    order: the rule sees what the updates before it wrote, as torch's single-tensor path
+    does. The strategy of every optimizer whose rule is not elementwise, and what
+    :class:`ElementwiseStrategy` falls back to.
+
+    A strategy is stateless between steps and may serve any number of optimizers; it
+    reaches the optimizer only through ``optimizer.state`` (the per-parameter state
+    mapping), ``optimizer._init_state(p, group)`` (a parameter's first state) and
+    ``optimizer._update(param, grad, state, group)`` (the rule on one array).
+    """
+
+    def step_group(self, optimizer: Any, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
+        """Update one group's ``(Parameter, gradient)`` pairs, checked beforehand by the
+        optimizer (``_params_with_grad``)."""
+        state_of = optimizer.state
+        for p, grad in pairs:
+            state = state_of.get(p)
+            if not state:
+                state = optimizer._init_state(p, group)
+            self.update(optimizer, p, grad, state, group)
+
+    @staticmethod
+    def update(optimizer: Any, p: Any, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """One parameter by the plain rule, read-only NumPy arrays (parameter or state)
+        replaced by writeable copies first (:func:`writeable_or_copy`), so every optimizer
+        rebinds ``.data`` for them, as for immutable arrays, and none fails midway; the
+        state is stored when it is not empty."""
+        p.data = writeable_or_copy(p.data)
+        for k, v in state.items():
+            state[k] = writeable_or_copy(v)
+        p.data = assign(p.data, optimizer._update(p.data, grad, state, group))
+        if state:
+            optimizer.state[p] = state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ElementwiseStrategy(PlainStrategy):
+    """The fast paths for an elementwise rule, with the plain rule's bits: per group, the
+    small parameters are updated together (:func:`grouped_update`), the large ones piece
+    by piece, on several threads where that pays (:func:`chunked_update`), and the rest
+    (0-d, not viewable flat, sparse gradients) by the plain rule, in the group's order.
+    A group in which a parameter's memory overlaps another parameter's or a gradient's
+    (:func:`shares_memory`: two Parameters over one array, one Parameter listed twice, a
+    gradient that is its parameter's array) runs wholly by the plain rule: the fast paths
+    read every input before they write, where the plain rule sees earlier updates.
+
+    Its knobs; ``None`` (the default) reads the module's setting at each step, so
+    :func:`set_num_threads` and the module constants govern the shared :data:`ELEMENTWISE`:
+
+    - ``chunk_elements``: elements per piece, and the size below which parameters are
+      grouped (:data:`CHUNK_ELEMENTS`; 0 turns both fast paths off);
+    - ``thread_chunk_elements``: elements per piece on threads (:data:`THREAD_CHUNK_ELEMENTS`);
+    - ``thread_block_elements``: the fewest elements worth a thread (:data:`THREAD_BLOCK_ELEMENTS`);
+    - ``num_threads``: threads for large NumPy parameters (:func:`get_num_threads`).
+
+    Every setting gives the same bits.
+    """
+
+    def __init__(
+        self,
+        *,
+        chunk_elements: int | None = None,
+        thread_chunk_elements: int | None = None,
+        thread_block_elements: int | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self.chunk_elements = chunk_elements
+        self.thread_chunk_elements = thread_chunk_elements
+        self.thread_block_elements = thread_block_elements
+        self.num_threads = num_threads
+
+    def step_group(self, optimizer: Any, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
+        if shares_memory(pairs):
+            return super().step_group(optimizer, group, pairs)
+        chunk = CHUNK_ELEMENTS if self.chunk_elements is None else self.chunk_elements
+        state_of = optimizer.state
+        together, keys, pieces = [], [], []
+        for p, grad in pairs:
+            state = state_of.get(p)
+            if not state:
+                state = optimizer._init_state(p, group)
+            key = group_key(p.data, grad, state, chunk)
+            if key is not None:  # many small arrays: updated together
+                together.append((p, grad, state))
+                keys.append(key)
+            elif can_chunk(p.data, grad, state, chunk):  # large arrays: piece by piece
+                pieces.append((p, grad, state))
+            else:
+                self.update(optimizer, p, grad, state, group)
+        if pieces:
+            chunked_update(
+                optimizer._update,
+                [(p.data, grad, state) for p, grad, state in pieces],
+                group,
+                chunk,
+                thread_chunk=self.thread_chunk_elements,
+                threads=self.num_threads,
+                block=self.thread_block_elements,
+            )
+        if together:
+            grouped_update(
+                optimizer._update, [(p.data, grad, state) for p, grad, state in together], group, keys, limit=chunk
+            )
+        for p, _, state in pieces + together:
+            if state:
+                state_of[p] = state
+        return None
+
+    def __repr__(self) -> str:
+        knobs = ("chunk_elements", "thread_chunk_elements", "thread_block_elements", "num_threads")
+        set_ = [f"{k}={getattr(self, k)!r}" for k in knobs if getattr(self, k) is not None]
+        return f"{type(self).__name__}({', '.join(set_)})"
+
+
+PLAIN = PlainStrategy()
+"""The strategy of optimizers whose rule is not elementwise (``Optimizer._elementwise``
+false)."""
+
+ELEMENTWISE = ElementwiseStrategy()
+"""The strategy of elementwise optimizers, shared by all of them; its knobs default to the
+module's settings."""

@@ -32,7 +32,7 @@ from ._backend import (
     typename,
 )
 from ._backend import quiet
-from ._fastpath import can_chunk, chunked_update, group_key, grouped_update, shares_memory, writeable_or_copy
+from ._fastpath import ELEMENTWISE, PLAIN, PlainStrategy
 from ._schedule_scalars import LazyFloat
 from .parameter import Parameter
 from .sparse import SparseGrad
@@ -226,6 +226,37 @@ class Optimizer:
             if name not in self.__dict__:
                 setattr(self, name, OrderedDict())
         self.defaults.setdefault("differentiable", False)
+        self._setstate_group_defaults()
+        if self._setstate_scalars:
+            self._scalar_state_as_arrays(*self._setstate_scalars)
+
+    _setstate_options: tuple[str, ...] = ()
+    """The group options torch's ``__setstate__`` of this optimizer fills in for a group
+    that lacks them (a state dict saved before the option existed), in torch's order:
+    ``("amsgrad", "maximize", "foreach", ...)`` for Adam, none for SparseAdam, LBFGS and
+    Muon (torch's base ``__setstate__``), only ``foreach`` for Adafactor."""
+
+    _setstate_values: dict[str, Any] = {}
+    """Values of :attr:`_setstate_options` where torch's ``__setstate__`` does not use the
+    constructor's default (SGD's ``fused``: ``False``, where the signature says ``None``)."""
+
+    _setstate_scalars: tuple[str, ...] = ()
+    """The state entries torch's ``__setstate__`` turns from Python numbers into 0-d
+    float32 tensors (:meth:`_scalar_state_as_arrays`): ``("step",)`` for most."""
+
+    def _setstate_group_defaults(self) -> None:
+        """torch's ``group.setdefault(option, default)`` for each of
+        :attr:`_setstate_options`. The default is the one in the signature of the class
+        that names the options, as in torch, where that class's ``__setstate__`` sets
+        them: AdamW's groups get Adam's ``decoupled_weight_decay=False`` (which AdamW's
+        own ``__setstate__`` then overrides with ``True``)."""
+        if not self._setstate_options:
+            return
+        owner = next(c for c in type(self).__mro__ if "_setstate_options" in c.__dict__)
+        values = {**owner._option_templates(), **self._setstate_values}
+        for group in self.param_groups:
+            for name in self._setstate_options:
+                group.setdefault(name, values[name])
 
     def __repr__(self) -> str:
         format_string = self.__class__.__name__ + " ("
@@ -570,6 +601,13 @@ class Optimizer:
     scalars); the base may then run the rule piece by piece, with the same bits
     (:mod:`refoptim._fastpath`)."""
 
+    @property
+    def _strategy(self) -> PlainStrategy:
+        """How :meth:`step` runs a group (:mod:`refoptim._fastpath`): the fast paths
+        (:data:`~refoptim._fastpath.ELEMENTWISE`) for an elementwise rule, else each
+        parameter by the plain rule (:data:`~refoptim._fastpath.PLAIN`)."""
+        return ELEMENTWISE if self._elementwise else PLAIN
+
     _supports_sparse_grad: bool = False
     """Whether ``step`` accepts a :class:`refoptim.SparseGrad` (torch's SGD, Adagrad and
     SparseAdam do)."""
@@ -617,52 +655,17 @@ class Optimizer:
         return loss
 
     def _step_group(self, group: dict[str, Any], pairs: list[tuple[Parameter, Any]]) -> None:
-        """Update one group's parameters, each by the plain rule or, with the same bits,
-        by the fast paths (:mod:`refoptim._fastpath`).
-
-        The fast paths run only when no parameter's memory overlaps another parameter's
-        or a gradient's (two :class:`Parameter` s over one array, one parameter listed
-        twice, a gradient that is its parameter's array): they read every input before
-        they write, where the plain rule, like torch, updates one parameter after the
-        other and so sees what earlier updates wrote. Read-only NumPy arrays (parameter
-        or state) are replaced by writeable copies first, so every optimizer rebinds
-        ``.data`` for them, as for immutable arrays, and none fails midway.
-        """
-        together, keys, pieces = [], [], []
-        fast = self._elementwise and not shares_memory(pairs)
-        for p, grad in pairs:
-            state = self.state.get(p)
-            if not state:
-                state = self._init_state(p, group)
-            if fast:
-                key = group_key(p.data, grad, state)
-                if key is not None:  # many small arrays: updated together
-                    together.append((p, grad, state))
-                    keys.append(key)
-                    continue
-                if can_chunk(p.data, grad, state):  # large arrays: piece by piece
-                    pieces.append((p, grad, state))
-                    continue
-            self._update_plain(p, grad, state, group)
-        if pieces:
-            chunked_update(self._update, [(p.data, grad, state) for p, grad, state in pieces], group)
-        if together:
-            grouped_update(self._update, [(p.data, grad, state) for p, grad, state in together], group, keys)
-        for p, _, state in pieces + together:
-            if state:
-                self.state[p] = state
+        """Update one group's parameters: by the plain rule or, with the same bits, by the
+        fast paths, as :attr:`_strategy` decides (:mod:`refoptim._fastpath`)."""
+        self._strategy.step_group(self, group, pairs)
 
     step = _hooked_step(step)
 
     def _update_plain(self, p: Parameter, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """One parameter by the plain rule, read-only NumPy arrays replaced by writeable
-        copies first; the state is stored when it is not empty."""
-        p.data = writeable_or_copy(p.data)
-        for k, v in state.items():
-            state[k] = writeable_or_copy(v)
-        p.data = assign(p.data, self._update(p.data, grad, state, group))
-        if state:
-            self.state[p] = state
+        """One parameter by the plain rule (:meth:`refoptim._fastpath.PlainStrategy.update`):
+        read-only NumPy arrays replaced by writeable copies first; the state is stored when
+        it is not empty."""
+        PlainStrategy.update(self, p, grad, state, group)
 
     def _scalar_state_as_arrays(self, *keys: str) -> None:
         """torch's ``__setstate__`` conversion: state scalars loaded as Python numbers
@@ -845,7 +848,7 @@ class Optimizer:
 
         Raises ``ValueError`` when the number of groups or of parameters per group differs.
         State arrays are cast as torch casts them (see
-        :meth:`_process_value_according_to_param_policy`) and copied; options of each
+        ``_process_value_according_to_param_policy``) and copied; options of each
         group are taken from the dict; ``param_names`` in the dict replace the current ones.
         """
         state_dict = state_dict.copy()
