@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -20,10 +21,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import refoptim  # noqa: E402
+from refoptim import registry  # noqa: E402
 from refoptim.testing.metrics import relative_error  # noqa: E402
 from refoptim.testing.thresholds import TRAJECTORY_REL  # noqa: E402
 
-ELEMENTWISE = ["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop"]
+ELEMENTWISE = list(registry.names(elementwise=True))
 OPTIONS = {
     "SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01},
     "RAdam": {"lr": 0.1, "weight_decay": 0.1, "decoupled_weight_decay": True},
@@ -111,7 +113,8 @@ def test_non_finite_float64_values_land_where_torch_puts_them(name, param, grad)
     np.testing.assert_array_equal(p.data, t.detach().numpy())
 
 
-WITH_WEIGHT_DECAY = [n for n in ELEMENTWISE if n not in ("Rprop",)] + ["Muon", "Adafactor"]
+# The optimizers that take a weight_decay (not Rprop, SparseAdam, LBFGS)
+WITH_WEIGHT_DECAY = [n for n in registry.names() if "weight_decay" in inspect.signature(registry.get(n).cls).parameters]
 
 
 @pytest.mark.parametrize("bad", [None, "0.01"], ids=["None", "str"])
@@ -346,3 +349,101 @@ def test_asgd_with_a_negative_lambd_keeps_the_real_part_of_eta_as_torch():
     assert float(theirs.state[t]["eta"]) < 0
     assert float(ours.state[p]["eta"]) == float(theirs.state[t]["eta"])
     np.testing.assert_array_equal(p.data, t.detach().numpy())
+
+
+@pytest.mark.parametrize("bad", [None, "0.01"], ids=["None", "str"])
+def test_sgd_weight_decay_of_the_wrong_type_with_a_sparse_gradient_raises_torchs_type_error(bad):
+    """torch's ``grad.add(param, alpha=weight_decay)`` parses ``alpha`` before it finds
+    the sparse-plus-dense addition unsupported: a weight decay that is not a number is a
+    TypeError, not the sparse RuntimeError (found by the fuzzer's long profile)."""
+    t = torch.nn.Parameter(torch.zeros(2))
+    t.grad = torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.int64), torch.zeros(0), (2,))
+    p = refoptim.Parameter(np.zeros(2, np.float32))
+    p.grad = refoptim.SparseGrad(np.zeros((1, 0), np.int64), np.zeros(0, np.float32), (2,))
+    outcomes = []
+    for param, lib in ((t, torch.optim), (p, refoptim)):
+        opt = lib.SGD([param], lr=0.1)
+        opt.param_groups[0]["weight_decay"] = bad
+        with pytest.raises(Exception) as info:
+            opt.step()
+        outcomes.append(type(info.value))
+    assert outcomes == [TypeError, TypeError], outcomes
+
+
+@pytest.mark.parametrize("value", [1e38, 1e-30], ids=["huge", "tiny"])
+@pytest.mark.parametrize("shape", [(), (1, 1), (1, 3), (3, 1)])
+def test_adafactor_norm_of_one_element_is_its_absolute_value_as_in_torch(shape, value):
+    """torch's norm over a single element is ``abs(x)``: a float32 parameter of 1e38 keeps
+    its RMS finite where sqrt(x*x) overflows (the fuzzer's long profile found refoptim's
+    Adafactor turning such a parameter into NaN)."""
+    data = np.full(shape, value, np.float32)
+    grad = np.full(shape, 0.5, np.float32)
+    p = refoptim.Parameter(data.copy())
+    t = torch.nn.Parameter(torch.from_numpy(data.copy()))
+    opt_p, opt_t = refoptim.Adafactor([p], lr=0.01), torch.optim.Adafactor([t], lr=0.01)
+    for _ in range(2):
+        p.grad, t.grad = grad.copy(), torch.from_numpy(grad.copy())
+        opt_p.step()
+        opt_t.step()
+    np.testing.assert_array_equal(p.data, t.detach().numpy())
+
+
+def _sparse_pair(n=2, values=0):
+    t = torch.nn.Parameter(torch.zeros(n))
+    t.grad = torch.sparse_coo_tensor(torch.zeros((1, values), dtype=torch.int64), torch.ones(values), (n,))
+    p = refoptim.Parameter(np.zeros(n, np.float32))
+    p.grad = refoptim.SparseGrad(np.zeros((1, values), np.int64), np.ones(values, np.float32), (n,))
+    return t, p
+
+
+def _outcomes(make, change, steps):
+    """The exception type of the last of ``steps`` steps in torch and in refoptim (None:
+    no error), with ``change(opt)`` applied before the last step."""
+    out = []
+    for lib, param, grad in make():
+        opt = lib([param])
+        for i in range(steps):
+            if i == steps - 1:
+                change(opt)
+                try:
+                    param.grad = grad
+                    opt.step()
+                    out.append(None)
+                except Exception as e:  # noqa: BLE001 - compared below
+                    out.append(type(e))
+            else:
+                opt.step()
+    return out
+
+
+@pytest.mark.parametrize("option", ["momentum", "dampening"])
+def test_sgd_sparse_buffer_with_an_option_of_the_wrong_type_raises_torchs_type_error(option):
+    """A sparse momentum buffer and then a dense gradient: torch computes ``mul_(momentum)``
+    and ``1 - dampening`` before the unsupported sparse-plus-dense addition, so ``None``
+    there is a TypeError (found by the fuzzer's long profile; refoptim raised the
+    RuntimeError)."""
+
+    def make():
+        t, p = _sparse_pair(values=1)
+        return [
+            (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.5), t, torch.ones(2)),
+            (lambda ps: refoptim.SGD(ps, lr=0.1, momentum=0.5), p, np.ones(2, np.float32)),
+        ]
+
+    def change(opt):
+        opt.param_groups[0][option] = None
+
+    assert _outcomes(make, change, steps=2) == [TypeError, TypeError]
+
+
+def test_sparse_adam_reads_no_option_for_a_gradient_without_values_as_torch():
+    """torch's SparseAdam skips a sparse gradient without values before it reads ``lr``:
+    ``lr=None`` then raises nothing (found by the fuzzer's long profile)."""
+    t, p = _sparse_pair(values=0)
+    outcomes = []
+    for lib, param in ((torch.optim, t), (refoptim, p)):
+        opt = lib.SparseAdam([param])
+        opt.param_groups[0]["lr"] = None
+        opt.step()
+        outcomes.append(float(opt.state[param]["step"]))
+    assert outcomes == [1.0, 1.0]

@@ -9,25 +9,23 @@ from ._backend import (
     array_namespace,
     back_to_complex,
     device_of,
-    is_array,
     is_complex,
-    numel,
     real_views,
     scalar,
     view_as_complex,
 )
+from ._checks import check_eps, check_lr, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, add_, addcmul_, mul_
 from .optimizer import Optimizer
 
 __all__ = ["Adadelta", "adadelta_init", "adadelta_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match and always computes
-    torch's single-tensor, non-capturable path (``step`` stays a 0-d float32 array
-    whatever ``capturable`` says). torch's ``differentiable`` path clones one
-    intermediate for autograd and computes the same numbers.
-"""
+_FLAGS_DOC = flags_doc(
+    "Adadelta",
+    ("foreach", "capturable", "differentiable"),
+    note="torch's ``differentiable`` path clones one intermediate for autograd and computes the same numbers.",
+)
 
 
 def adadelta_init(param: Any) -> dict[str, Any]:
@@ -130,28 +128,21 @@ class Adadelta(Optimizer):
         eps (float): term added inside both square roots (default: 1e-6).
         weight_decay (float): L2 penalty added to the gradient (default: 0).
         foreach (bool, optional): accepted for signature parity (see below).
-        capturable, maximize, differentiable: ``maximize`` maximizes the objective
-            (default: False); the others are accepted for signature parity (see below).
+        capturable (bool): accepted for signature parity (see below).
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        differentiable (bool): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array), ``square_avg`` and ``acc_delta``
     (each the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``eps`` sits inside both square roots, :math:`\sqrt{u + \epsilon}` and
-      :math:`\sqrt{v + \epsilon}`, and ``rho = 1`` is accepted (the averages then never
-      move from zero and every step is :math:`\sqrt{\epsilon/\epsilon}\,g = g`);
-    * the update is computed as ``sqrt(u + eps) / sqrt(v + eps) * g`` (a division then a
-      multiplication, each rounded), then ``param.add_(delta, alpha=-lr)`` (fused);
-    * complex parameters: weight decay acts in complex arithmetic, then the gradient and
-      both averages are viewed as (real, imag) pairs, so ``square_avg`` holds
-      :math:`\Re(g)^2` and :math:`\Im(g)^2` averages, not :math:`|g|^2`; the update is
-      viewed back as complex and added to the parameter in complex arithmetic;
-    * ``step`` is counted (a float32 scalar, stuck at :math:`2^{24}`) but never used;
-    * not reproduced: torch's CPU ``sqrt`` (MKL) is off by one unit in the last place
-      on some elements (about one float32 value in five, 0-d tensors included);
-      refoptim's is correctly rounded. It is the only difference: with torch's ``sqrt``
-      routed into this rule, whole trajectories are bit-identical to torch's.
+    * ``eps`` inside both square roots; ``rho = 1`` accepted;
+    * torch's roundings: a division, then a multiplication, then a fused ``add_(alpha=-lr)``;
+    * complex parameters: decay in complex arithmetic, the averages on (real, imag) pairs;
+    * float32 ``step``: counted (stuck at :math:`2^{24}`) but never used;
+    * not reproduced: torch's CPU ``sqrt`` (MKL), off by one unit on some elements.
     """
 
     _sparse_grad_error = (RuntimeError, "Adadelta does not support sparse gradients")
@@ -170,16 +161,11 @@ class Adadelta(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
+        check_lr(lr)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_eps(eps)
+        check_weight_decay(weight_decay)
 
         defaults = {
             "lr": lr,
@@ -193,14 +179,8 @@ class Adadelta(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("capturable", False)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("foreach", "maximize", "differentiable", "capturable")
+    _setstate_scalars = ("step",)
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return adadelta_init(p.data)
@@ -218,4 +198,4 @@ class Adadelta(Optimizer):
         )
 
 
-Adadelta.__doc__ = (Adadelta.__doc__ or "") + _FLAGS_DOC
+Adadelta.__doc__ = append_doc(Adadelta.__doc__, _FLAGS_DOC)

@@ -18,11 +18,11 @@ from typing import Any
 from ._backend import (
     array_namespace,
     device_of,
-    is_array,
     numel,
     scalar,
     to_scalar,
 )
+from ._checks import check_lr, check_weight_decay
 from . import _reduce
 from ._primitives import add_, div, fma, lerp_, mul_
 from .optimizer import Optimizer
@@ -83,20 +83,31 @@ def _sum_sq_strided(xp: Any, x: Any, axis: int) -> Any:
     return _running_sum(xp, x * x, axis)
 
 
+# torch's norm over a single element is its absolute value, not sqrt(x*x): it does not
+# overflow (1e38 in float32) or underflow (1e-30). Elsewhere the two agree bit for bit
+# (sqrt of a correctly rounded square is |x|), so only those edges change.
+
+
 def _norm_all(xp: Any, x: Any) -> float:
     """torch's ``x.norm(2).item()`` of a contiguous array, as a Python float."""
     flat = xp.reshape(x, (1, numel(x)))
+    if numel(x) == 1:
+        return float(xp.abs(flat)[0, 0])
     return float(xp.sqrt(_sum_sq_lastdim(xp, flat))[0])
 
 
 def _row_norm(xp: Any, grad: Any) -> Any:
     """torch's ``torch.norm(grad, dim=-1, keepdim=True)`` (contiguous rows)."""
+    if grad.shape[-1] == 1:
+        return xp.abs(grad)
     return xp.sqrt(_sum_sq_lastdim(xp, grad))[..., None]
 
 
 def _col_norm(xp: Any, grad: Any) -> Any:
     """torch's ``torch.norm(grad, dim=-2, keepdim=True)``: strided columns, unless there
     is a single column, which torch then reads as a contiguous run."""
+    if grad.shape[-2] == 1:
+        return xp.abs(grad)
     if grad.shape[-1] == 1:
         return xp.sqrt(_sum_sq_lastdim(xp, grad[..., 0]))[..., None, None]
     return xp.sqrt(_sum_sq_strided(xp, grad, -2))
@@ -337,57 +348,25 @@ class Adafactor(Optimizer):
     the second-to-last dimension 1); for 0-d and 1-d ``variance`` (the parameter's
     shape). Arrays have the parameter's dtype.
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * :math:`1 - \hat\beta_{2_t} = t^{\tau}` is computed directly
-      (``step ** beta2_decay``, a Python float) and is the ``lerp`` weight; at step 1 it
-      is 1, so the first step replaces the factors by the first gradient's means.
-    * :math:`\alpha_t` reads the parameter's RMS *before* weight decay, as
-      ``max(eps2, param.norm(2).item() / numel ** 0.5) * rho_t``; weight decay
-      multiplies by ``1 - lr * weight_decay`` (decoupled, scaled by ``lr``, not by
-      :math:`\rho_t`), before the update.
-    * ``eps1=None`` is resolved once per group, from the dtype of the *first* parameter
-      of the group that has a gradient: torch overwrites its local ``eps1`` in the loop,
-      so a float64 parameter after a float32 one in the same group gets float32's
-      epsilon (1.19e-7, not 2.2e-16).
-    * :math:`\epsilon_1` enters twice: the row factor's mean is clamped below at
-      :math:`\epsilon_1`, and the variance estimate at :math:`\epsilon_1^2` (squared in
-      Python double, then cast to the dtype) before ``rsqrt``; the paper instead adds
-      :math:`\epsilon_1` to :math:`G^2`. The factors themselves are never clamped.
-    * the row and column means are ``torch.norm(grad, dim).square_().div_(n)``: a
-      norm squared, not a mean of squares (they differ in rounding).
-    * ``rsqrt`` on torch's CPU is ``1 / sqrt(x)``, two correctly rounded operations
-      (measured bit-identical on 0-d and vector tensors); the update is
-      ``rsqrt(max(V, eps1**2)) * g``.
-    * the update is applied as ``param.add_(update, alpha=-alpha / denom)`` (a fused
-      multiply-add) with ``denom = max(1, RMS(update) / d)`` a Python float.
-    * ``step`` is a float32 scalar (it stops counting at :math:`2^{24}`).
-    * complex parameters are rejected at ``step`` with torch's ``RuntimeError``
-      ("Adafactor does not support complex parameters"); constructing is allowed.
+    * :math:`1 - \hat\beta_{2_t} = t^{\tau}` computed directly, as the ``lerp`` weight;
+    * :math:`\alpha_t` from the RMS *before* weight decay; the decay scaled by ``lr``;
+    * ``eps1=None`` resolved once per group, from its first parameter with a gradient;
+    * :math:`\epsilon_1` clamps the row factor's mean, :math:`\epsilon_1^2` the variance;
+    * the row and column means: a norm squared, then divided;
+    * ``rsqrt`` as ``1 / sqrt(x)``: two correctly rounded operations;
+    * the update: ``add_(alpha=-alpha / denom)``, one fused rounding;
+    * float32 ``step``: stops counting at :math:`2^{24}`;
+    * complex parameters: torch's ``RuntimeError`` at ``step``, not at construction;
+    * reductions: the summation order of torch's CPU kernels (its AVX2 build).
 
-    Differences from torch, both in refoptim's favour of "validate, then mutate":
+    Differences from torch (explained there too):
 
-    * a complex parameter (or a size-0 one, which makes torch divide 0.0 by 0.0 and
-      raise ``ZeroDivisionError: float division by zero``) is reported before anything
-      changes. torch raises midway: the earlier groups are already stepped, and the
-      failing group's earlier parameters (complex) or the size-0 parameter itself have
-      their state created and ``step`` counted.
-
-    Reductions. torch's CPU kernels fix a summation order per reduction; refoptim
-    follows it (module helpers): the norm of a contiguous run sums squares in 8 float32
-    (4 float64) lanes folded left to right, leftovers fused; a norm over ``dim=-2`` is a
-    running sum; ``mean(dim=-2)`` is torch's ``cascade_sum`` followed by a division.
-    Measured against torch 2.13 (AVX2 build): bit-identical one-step results on NumPy
-    for every shape of the conformance suite. Not reproduced: parameters that are
-    non-contiguous views (torch then sums the parameter's norm in memory order: a last
-    unit of the RMS, about 1e-7 relative in float32), other CPU builds of torch (AVX-512
-    kernels have 16 lanes) and torch's multi-threaded reductions of large tensors (above
-    32768 elements per reduction): there torch's own results move, and agree with
-    refoptim's to a few units of the dtype, which the conformance thresholds (relative
-    1e-4 float32, 1e-6 float64) are set for. refoptim's order is fixed: the same bits on
-    every CPU, thread count and backend (the sequential sums use NumPy's
-    ``cumulative_sum`` where it is a left-to-right scan, elementwise additions on any
-    other library, tested bit-identical; see :mod:`refoptim._reduce`).
+    * complex and size-0 parameters reported before anything changes;
+    * not reproduced: the order of torch's non-contiguous, AVX-512 and multi-threaded
+      reductions.
     """
 
     _unpacked_options = ("eps",)  # torch: eps1, eps2 = group["eps"], every group
@@ -405,10 +384,7 @@ class Adafactor(Optimizer):
         foreach: bool | None = None,
         maximize: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Learning rate should be >= 0 but is: {scalar(lr)}")
+        check_lr(lr, "Learning rate should be >= 0 but is: {}")
         if not 0.0 >= beta2_decay:
             raise ValueError(f"beta2_decay should be <= 0 but is: {beta2_decay}")
         if eps[0] is not None and not 0.0 <= eps[0]:
@@ -417,8 +393,7 @@ class Adafactor(Optimizer):
             raise ValueError(f"epsilon2 should be >= 0 but is: {eps[1]}")
         if not 1.0 <= d:
             raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"weight_decay should be >= 0 but is: {weight_decay}")
+        check_weight_decay(weight_decay, "weight_decay should be >= 0 but is: {}")
         defaults = {
             "lr": lr,
             "beta2_decay": beta2_decay,
@@ -430,11 +405,8 @@ class Adafactor(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("foreach",)
+    _setstate_scalars = ("step",)
 
     def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
         """The base checks (complex parameters among them, as torch's ``_init_group``),

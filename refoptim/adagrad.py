@@ -11,15 +11,15 @@ from ._backend import (
     assign,
     back_to_complex,
     device_of,
-    is_array,
     is_complex,
-    numel,
     real_views,
     scalar,
     to_scalar,
     view_as_complex,
     view_as_real,
 )
+from ._checks import check_eps, check_lr, check_nonnegative, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, addcdiv_, addcmul_, has_float64
 from ._schedule_scalars import step_count
 from .optimizer import Optimizer
@@ -27,14 +27,14 @@ from .sparse import SparseGrad, gather_rows, scatter_rows
 
 __all__ = ["Adagrad", "adagrad_init", "adagrad_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``fused`` and ``differentiable`` pick one of torch's implementations;
-    refoptim accepts them so signatures match, applies torch's checks on them (``fused``
-    with ``differentiable`` or with ``foreach=True`` raises ``RuntimeError``, after the
-    parameters are read), and always computes torch's single-tensor (``foreach=False``)
-    path. torch's ``fused`` kernel rounds differently (and refuses complex parameters);
-    refoptim does not emulate it, and ``step`` stays a 0-d float32 array.
-"""
+_FLAGS_DOC = flags_doc(
+    "Adagrad",
+    ("foreach", "fused", "differentiable"),
+    note=(
+        "torch's ``fused`` kernel rounds differently (and refuses complex parameters); refoptim does not "
+        "emulate it."
+    ),
+)
 
 
 def adagrad_init(param: Any, initial_accumulator_value: float = 0) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def adagrad_step(
         \theta &\leftarrow \theta - \tilde\gamma\, \frac{g}{\sqrt{s} + \epsilon}
 
     ``grad`` may be a :class:`refoptim.SparseGrad`: then only the rows it names change
-    (see :class:`Adagrad`).
+    (see :class:`refoptim.Adagrad`).
     """
     xp = array_namespace(param)
     lr = to_scalar(lr)
@@ -270,44 +270,24 @@ class Adagrad(Optimizer):
         eps (float): term added to the denominator (default: 1e-10).
         foreach (bool, optional): accepted for signature parity (see below).
         maximize (bool): maximize the objective instead of minimizing (default: False).
-        differentiable, fused: accepted for signature parity (see below).
+        differentiable (bool): accepted for signature parity (see below).
+        fused (bool, optional): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array) and ``sum`` (the parameter's shape
-    and dtype).
+    and dtype), created by the constructor.
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * the state is created in the constructor, for every parameter of every group, not at
-      the first step: ``optimizer.state`` and ``state_dict()["state"]`` list every
-      parameter right after construction, also those that never get a gradient;
-    * ``initial_accumulator_value`` is read from the constructor argument only: a
-      per-group ``initial_accumulator_value`` is stored in the group but ignored, and a
-      parameter added later with ``add_param_group`` gets its state at its first step,
-      filled with ``defaults["initial_accumulator_value"]``;
-    * a complex parameter's ``sum`` starts at ``v + vj`` (torch's
-      ``full_like(p, complex(v, v))``); weight decay acts in complex arithmetic, then the
-      parameter, gradient and ``sum`` are viewed as (real, imag) pairs, so ``sum``
-      accumulates :math:`\Re(g)^2` and :math:`\Im(g)^2` separately, not :math:`|g|^2`;
-    * the lr decay uses ``t - 1``: the first step takes the full lr;
-    * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}`;
-    * the update is ``addcdiv`` with ``value = -clr`` and ``std = sqrt(sum) + eps``
-      (eps added after the square root); ``sum`` grows with a fused ``addcmul``;
-    * not reproduced: torch's CPU ``sqrt`` (MKL) is off by one unit in the last place
-      on some elements (about one float32 value in five, 0-d tensors included);
-      refoptim's is correctly rounded. It is the only difference: with torch's ``sqrt``
-      routed into this rule, whole trajectories are bit-identical to torch's.
-
-    Sparse gradients (:class:`refoptim.SparseGrad`) are accepted, as torch accepts them:
-    the gradient is coalesced (duplicates summed in torch's order), ``sum`` grows by
-    ``g * g`` on its rows only, and those rows of the parameter move by
-    ``-clr * g / (sqrt(sum) + eps)`` (one fused multiply-add, torch's dense-plus-sparse
-    kernel); every other row, of the parameter and of ``sum``, stays as it is, while
-    ``step`` counts every step. Torch quirks of this path, reproduced: ``weight_decay != 0``
-    raises ``RuntimeError: weight_decay option is not compatible with sparse gradients``
-    (torch raises it after counting the step; refoptim before changing anything);
-    ``fused=True`` raises ``RuntimeError: `fused` does not support sparse grad or complex
-    param``; a complex parameter is *not* viewed as real pairs here: ``sum`` accumulates the
-    complex square ``g * g`` and the denominator is the complex ``sqrt(sum) + eps``.
+    * state created in the constructor, for every parameter;
+    * ``initial_accumulator_value`` read from the constructor only, not from the groups;
+    * complex parameters: ``sum`` starts at ``v + vj``; the rest on (real, imag) pairs;
+    * lr decay with ``t - 1``: the first step takes the full lr;
+    * float32 ``step``: stops counting at :math:`2^{24}`;
+    * torch's roundings: fused ``addcmul`` into ``sum``; ``addcdiv`` by ``sqrt(sum) + eps``;
+    * sparse gradients: coalesced, only their rows updated, complex arithmetic;
+    * sparse errors: torch's ``RuntimeError`` messages, raised before anything changes;
+    * not reproduced: torch's CPU ``sqrt`` (MKL), off by one unit on some elements.
     """
 
     _supports_sparse_grad = True
@@ -333,18 +313,11 @@ class Adagrad(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= lr_decay:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= initial_accumulator_value:
-            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+        check_lr(lr)
+        check_nonnegative(lr_decay, "Invalid lr_decay value: {}")
+        check_weight_decay(weight_decay)
+        check_nonnegative(initial_accumulator_value, "Invalid initial_accumulator_value value: {}")
+        check_eps(eps)
 
         defaults = {
             "lr": lr,
@@ -366,14 +339,8 @@ class Adagrad(Optimizer):
             for p in group["params"]:
                 self.state[p] = adagrad_init(p.data, initial_accumulator_value)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", None)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("foreach", "maximize", "differentiable", "fused")
+    _setstate_scalars = ("step",)
 
     def share_memory(self) -> None:
         """torch moves each ``sum`` to shared memory (``Tensor.share_memory_``) for
@@ -401,4 +368,4 @@ class Adagrad(Optimizer):
         )
 
 
-Adagrad.__doc__ = (Adagrad.__doc__ or "") + _FLAGS_DOC
+Adagrad.__doc__ = append_doc(Adagrad.__doc__, _FLAGS_DOC)

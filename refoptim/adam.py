@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
+from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, real_views, scalar
+from ._checks import check_betas, check_eps, check_lr, check_tensor, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, addcdiv_, addcmul_, div, lerp_, maximum_, mul_
 from ._schedule_scalars import step_count
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "adam_init", "adam_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``fused``, ``capturable`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match, applies torch's checks on
-    them (``fused`` with ``differentiable`` or with ``foreach=True`` raises
-    ``RuntimeError``; a 0-d array ``lr`` with ``foreach=True`` and ``capturable=False``
-    raises ``ValueError``), and always computes torch's single-tensor, non-capturable path.
-    torch's ``fused`` and ``capturable`` paths round differently; refoptim does not
-    emulate them, and ``step`` stays a 0-d float32 array whatever they say.
-"""
+_FLAGS_DOC = flags_doc(
+    "Adam",
+    ("foreach", "fused", "capturable", "differentiable"),
+    checks="a 0-d array ``lr`` with ``foreach=True`` and ``capturable=False`` raises ``ValueError``",
+    note="torch's ``fused`` and ``capturable`` paths round differently; refoptim does not emulate them.",
+)
 
 
 def adam_init(param: Any, amsgrad: bool = False) -> dict[str, Any]:
@@ -153,27 +152,24 @@ class Adam(Optimizer):
         amsgrad (bool): use the AMSGrad maximum of second moments (default: False).
         maximize (bool): maximize the objective (default: False).
         decoupled_weight_decay (bool): AdamW's decoupled weight decay (default: False).
-        foreach, capturable, differentiable, fused: accepted for signature parity (below).
+        foreach (bool, optional): accepted for signature parity (see below).
+        capturable (bool): accepted for signature parity (see below).
+        differentiable (bool): accepted for signature parity (see below).
+        fused (bool, optional): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array), ``exp_avg``, ``exp_avg_sq`` and,
     with ``amsgrad``, ``max_exp_avg_sq`` (each the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}` (16777216);
-      the bias corrections read it as a Python float.
-    * the first moment uses ``lerp`` (one fused rounding), the second ``mul`` then a fused
-      ``addcmul``; the update is ``addcdiv`` with ``value = -lr / (1 - beta1**t)`` and
-      ``denom = sqrt(v) / sqrt(1 - beta2**t) + eps``: eps is added *after* the bias
-      correction of the square root, unlike the paper's :math:`\hat v / (1-\beta_2^t)`.
-    * complex parameters: weight decay acts in complex arithmetic, then everything else
-      views the parameter, gradient and state as (real, imag) pairs, so ``exp_avg_sq``
-      holds :math:`\Re(g)^2` and :math:`\Im(g)^2` in its real and imaginary parts, not
-      :math:`|g|^2`.
-    * betas given as 0-d arrays are read as Python floats (torch's tensor-beta path is
-      only distinct when ``capturable`` or ``differentiable``).
-    * torch's CPU ``sqrt`` (MKL) is off by one unit in the last place on some elements;
-      refoptim's is correctly rounded. The conformance suite measures the difference.
+    * float32 ``step``: stops counting at :math:`2^{24}`;
+    * torch's roundings: ``lerp``, ``mul`` + fused ``addcmul``, ``addcdiv``;
+    * the denominator :math:`\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon`: two square roots,
+      not :math:`\sqrt{v_t/(1-\beta_2^t)}` (the same math, rounded differently);
+    * complex parameters: decay in complex arithmetic, the rest on (real, imag) pairs;
+    * 0-d array betas read as Python floats;
+    * not reproduced: torch's CPU ``sqrt`` (MKL), off by one unit on some elements.
     """
 
     _sparse_grad_error = (RuntimeError, "Adam does not support sparse gradients, please consider SparseAdam instead")
@@ -200,34 +196,17 @@ class Adam(Optimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        if is_array(lr):
-            if foreach and not capturable:
-                raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
-            if numel(lr) != 1:
-                raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= scalar(betas[0]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {scalar(betas[0])}")
-        if not 0.0 <= scalar(betas[1]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {scalar(betas[1])}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_lr(lr, foreach=foreach, capturable=capturable)
+        check_eps(eps)
+        check_betas(betas)
+        check_weight_decay(weight_decay)
         if not (
             (isinstance(betas[0], float) and isinstance(betas[1], float))
             or (is_array(betas[0]) and is_array(betas[1]))
         ):
             raise ValueError("betas must be either both floats or both Tensors")
         for index in (0, 1):
-            if is_array(betas[index]):
-                if not capturable and foreach:
-                    raise ValueError(
-                        f"betas[{index}] as a Tensor is not supported for capturable=False and foreach=True"
-                    )
-                if numel(betas[index]) != 1:
-                    raise ValueError(f"Tensor betas[{index}] must be 1-element")
+            check_tensor(f"betas[{index}]", betas[index], foreach, capturable)
 
         defaults = {
             "lr": lr,
@@ -246,17 +225,11 @@ class Adam(Optimizer):
 
         self._check_fused(fused, foreach, differentiable)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("amsgrad", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("capturable", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("fused", None)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = (
+        "amsgrad", "maximize", "foreach", "capturable", "differentiable", "decoupled_weight_decay",
+        "fused"
+    )
+    _setstate_scalars = ("step",)
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return adam_init(p.data, group["amsgrad"])
@@ -278,4 +251,4 @@ class Adam(Optimizer):
         )
 
 
-Adam.__doc__ = (Adam.__doc__ or "") + _FLAGS_DOC
+Adam.__doc__ = append_doc(Adam.__doc__, _FLAGS_DOC)

@@ -12,23 +12,22 @@ from ._backend import (
     device_of,
     is_array,
     is_complex,
-    numel,
     real_views,
     scalar,
 )
+from ._checks import check_betas, check_eps, check_lr, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, addcdiv_, lerp_, maximum_, mul_, pow, reciprocal_scale
 from ._schedule_scalars import step_count
 from .optimizer import Optimizer
 
 __all__ = ["Adamax", "adamax_init", "adamax_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match and always computes
-    torch's single-tensor, non-capturable path. torch's ``capturable`` path rounds its
-    step size differently; refoptim does not emulate it, and ``step`` stays a 0-d float32
-    array whatever it says.
-"""
+_FLAGS_DOC = flags_doc(
+    "Adamax",
+    ("foreach", "capturable", "differentiable"),
+    note="torch's ``capturable`` path rounds its step size differently; refoptim does not emulate it.",
+)
 
 
 def adamax_init(param: Any) -> dict[str, Any]:
@@ -139,27 +138,20 @@ class Adamax(Optimizer):
         weight_decay (float): L2 penalty added to the gradient (default: 0).
         foreach (bool, optional): accepted for signature parity (see below).
         maximize (bool): maximize the objective instead of minimizing (default: False).
-        differentiable, capturable: accepted for signature parity (see below).
+        differentiable (bool): accepted for signature parity (see below).
+        capturable (bool): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array), ``exp_avg`` and ``exp_inf`` (each
     the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``eps`` is added to :math:`|g|` *inside* the maximum,
-      :math:`u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)`, not to the denominator as in
-      the paper; so ``exp_inf`` is never below ``eps`` after the first step;
-    * the first moment uses ``lerp`` (one fused rounding); ``exp_inf`` is ``mul`` then a
-      maximum; the update is ``addcdiv`` with ``value = -lr / (1 - beta1**t)``;
-    * complex parameters: weight decay acts in complex arithmetic, then the parameter,
-      gradient and state are viewed as (real, imag) pairs, so ``exp_inf`` holds the
-      running maxima of :math:`|\Re(g)|` and :math:`|\Im(g)|`, not of :math:`|g|`;
-    * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}`; the bias
-      correction reads it as a Python float;
-    * betas may be 0-d arrays, unchecked (Adam insists on both floats or both arrays);
-      with an array ``beta1`` the bias correction ``1 - beta1**t`` is computed in the
-      array's dtype (torch's ``pow``, see :func:`refoptim._primitives.pow`) and ``lr / (1 -
-      beta1**t)`` as torch's ``float / tensor``: a reciprocal, then a multiplication.
+    * ``eps`` inside the maximum, :math:`\max(\beta_2 u_{t-1}, |g_t| + \epsilon)`;
+    * torch's roundings: ``lerp``; ``mul`` then a maximum; ``addcdiv``;
+    * complex parameters: decay in complex arithmetic, the rest on (real, imag) pairs;
+    * float32 ``step``: stops counting at :math:`2^{24}`;
+    * 0-d array betas accepted unchecked, an array ``beta1`` computed in its dtype.
     """
 
     _sparse_grad_error = (RuntimeError, "Adamax does not support sparse gradients")
@@ -179,18 +171,10 @@ class Adamax(Optimizer):
         differentiable: bool = False,
         capturable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= scalar(betas[0]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {scalar(betas[0])}")
-        if not 0.0 <= scalar(betas[1]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {scalar(betas[1])}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_lr(lr)
+        check_eps(eps)
+        check_betas(betas)
+        check_weight_decay(weight_decay)
 
         defaults = {
             "lr": lr,
@@ -204,14 +188,8 @@ class Adamax(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("capturable", False)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("foreach", "maximize", "differentiable", "capturable")
+    _setstate_scalars = ("step",)
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return adamax_init(p.data)
@@ -231,4 +209,4 @@ class Adamax(Optimizer):
         )
 
 
-Adamax.__doc__ = (Adamax.__doc__ or "") + _FLAGS_DOC
+Adamax.__doc__ = append_doc(Adamax.__doc__, _FLAGS_DOC)

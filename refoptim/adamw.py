@@ -10,7 +10,7 @@ __all__ = ["AdamW", "adamw_init", "adamw_step"]
 
 
 def adamw_init(param: Any, amsgrad: bool = False) -> dict[str, Any]:
-    """The state AdamW starts a parameter with: Adam's (:func:`refoptim.adam.adam_init`),
+    """The state AdamW starts a parameter with: Adam's (:func:`refoptim.functional.adam_init`),
     ``step`` (0-d float32 zero), ``exp_avg`` and ``exp_avg_sq`` (zeros like the parameter)
     and, with AMSGrad, ``max_exp_avg_sq``."""
     return adam_init(param, amsgrad)
@@ -29,12 +29,12 @@ def adamw_step(
     amsgrad: bool = False,
     maximize: bool = False,
 ) -> Any:
-    r"""One AdamW update: :func:`refoptim.adam.adam_step` with ``decoupled_weight_decay=True``.
+    r"""One AdamW update: :func:`refoptim.functional.adam_step` with ``decoupled_weight_decay=True``.
 
     .. math::
         \theta \leftarrow \theta (1 - \gamma\lambda), \text{ then Adam's update.}
 
-    The keywords and their defaults are :class:`AdamW`'s (``weight_decay=1e-2``; ``beta1``,
+    The keywords and their defaults are :class:`refoptim.AdamW`'s (``weight_decay=1e-2``; ``beta1``,
     ``beta2`` from ``betas``); there is no ``decoupled_weight_decay``: it is always on.
     """
     return adam_step(
@@ -68,13 +68,20 @@ class AdamW(Adam):
             \cdot \frac{m_t}{\sqrt{\hat v_t}/\sqrt{1 - \beta_2^t} + \epsilon}
         \end{aligned}
 
+    Why decoupling matters: with Adam's L2 term (:math:`g_t + \lambda\theta`) the decay is
+    part of the gradient, so it is divided by :math:`\sqrt{\hat v_t}` like the rest of the
+    step: weights with large gradients (a large :math:`\hat v_t`) are barely decayed, and
+    weights with small ones are decayed more. Decoupled decay shrinks every weight by
+    the same factor :math:`1 - \gamma\lambda`, whatever its gradient history.
+
     Same arguments as :class:`refoptim.Adam` but ``weight_decay`` defaults to ``1e-2`` and
     there is no ``decoupled_weight_decay`` argument: every group has it ``True``, also
-    after ``load_state_dict`` (torch's ``__setstate__`` forces it).
+    after ``load_state_dict`` (torch's ``__setstate__`` forces it). Same state as Adam.
 
-    Torch quirks reproduced: those of :class:`refoptim.Adam`; the decay factor
-    ``1 - lr * weight_decay`` is computed as a Python float (in the lr array's dtype when
-    lr is a 0-d array) and multiplies the parameter in its dtype.
+    Torch quirks reproduced: those of :class:`refoptim.Adam`, and
+
+    * the decay factor ``1 - lr * weight_decay``: a Python float (in a 0-d array lr's dtype);
+    * ``decoupled_weight_decay`` forced back to ``True`` by ``load_state_dict``.
 
     ``foreach``, ``fused``, ``capturable`` and ``differentiable`` are accepted for
     signature parity; refoptim always computes torch's single-tensor path.

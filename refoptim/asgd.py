@@ -13,23 +13,26 @@ from ._backend import (
     device_of,
     is_array,
     is_complex,
-    numel,
     real_views,
     scalar,
 )
+from ._checks import check_lr, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, add_, mul_, pow
 from ._schedule_scalars import if_else, maximum, read_float, step_count, to_array
 from .optimizer import Optimizer
 
 __all__ = ["ASGD", "asgd_init", "asgd_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match and always computes
-    torch's single-tensor, non-capturable path. torch's ``capturable`` path keeps the
-    step size as a tensor and rounds it differently; refoptim does not emulate it, and
-    ``step``, ``eta`` and ``mu`` stay 0-d float32 arrays whatever it says.
-"""
+_FLAGS_DOC = flags_doc(
+    "ASGD",
+    ("foreach", "capturable", "differentiable"),
+    note=(
+        "torch's ``capturable`` path keeps the step size as a tensor and rounds it differently; refoptim does"
+        " not emulate it."
+    ),
+    scalars=("step", "eta", "mu"),
+)
 
 
 def _store_scalar(xp: Any, old: Any, value: Any) -> Any:
@@ -172,37 +175,25 @@ class ASGD(Optimizer):
         alpha (float): power of the ``eta`` update (default: 0.75).
         t0 (float): the step after which averaging starts (default: 1e6).
         weight_decay (float): L2 penalty added to the gradient (default: 0).
-        foreach (bool, optional), maximize (bool), differentiable, capturable: all
-            positional in torch's ASGD; ``maximize`` maximizes the objective (default:
-            False), the others are accepted for signature parity (see below).
+        foreach (bool, optional): accepted for signature parity (see below); positional,
+            as in torch's ASGD, like the three arguments that follow.
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        differentiable (bool): accepted for signature parity (see below).
+        capturable (bool): accepted for signature parity (see below).
 
     State per parameter: ``step``, ``eta`` and ``mu`` (0-d float32 arrays, whatever the
     parameter's dtype) and ``ax`` (the running average, the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``eta`` (the step size) and ``mu`` are float32 scalars, also for float64
-      parameters: the step size a float64 parameter moves by is rounded to float32.
-      ``load_state_dict`` casts them to a real parameter's dtype (torch's rule for every
-      state entry but ``step``), and they keep that dtype afterwards, still holding
-      float32-rounded values;
-    * ``eta`` and ``mu`` used at step :math:`t` were computed at step :math:`t - 1`: the
-      first step uses ``eta = lr`` and ``mu = 1``; ``eta`` starts from the group's lr when
-      the state is created, later values read the group's lr of the previous step;
-    * averaging starts when ``mu`` leaves 1: step :math:`t` sets
-      :math:`\mu = 1/\max(1, t - t_0)`, read at step :math:`t + 1`, so the first step
-      that averages is :math:`\max(2, \lfloor t_0 \rfloor + 3)` (with :math:`\mu = 1/2`
-      for an integer :math:`t_0`); until then ``ax`` is a copy of the parameter, and with
-      the default :math:`t_0 = 10^6` averaging never starts in practice;
-    * with a 0-d array lr, the new ``eta`` is computed in the array's dtype with torch's
-      ``pow`` (:func:`pow`: special cases for some exponents, otherwise a double-precision
-      power rounded once), which NumPy's float32 ``**`` does not reproduce; with a Python
-      float lr it is Python arithmetic rounded once to float32;
-    * ``lambd``, ``alpha`` and ``t0`` are not validated;
-    * complex parameters are viewed as (real, imag) pairs *before* the weight decay (unlike
-      Adam, Adagrad, Adadelta and Adamax), so even the weight decay is a fused real
-      multiply-add per component;
-    * ``step`` is a float32 scalar, so it stops counting at :math:`2^{24}`.
+    * float32 ``eta`` and ``mu``, also for float64 parameters;
+    * ``eta`` and ``mu`` of step :math:`t` computed at step :math:`t - 1`;
+    * averaging starts at step :math:`\max(2, \lfloor t_0 \rfloor + 3)`;
+    * a 0-d array lr: the new ``eta`` with torch's ``pow`` in the array's dtype;
+    * ``lambd``, ``alpha`` and ``t0`` not validated;
+    * complex parameters: (real, imag) pairs *before* the weight decay;
+    * float32 ``step``: stops counting at :math:`2^{24}`.
     """
 
     _sparse_grad_error = (RuntimeError, "ASGD does not support sparse gradients")
@@ -221,12 +212,8 @@ class ASGD(Optimizer):
         differentiable: bool = False,
         capturable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_lr(lr)
+        check_weight_decay(weight_decay)
 
         defaults = {
             "lr": lr,
@@ -241,14 +228,8 @@ class ASGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("capturable", False)
-        self._scalar_state_as_arrays("step", "eta", "mu")
+    _setstate_options = ("foreach", "maximize", "differentiable", "capturable")
+    _setstate_scalars = ("step", "eta", "mu")
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return asgd_init(p.data, group["lr"])
@@ -267,4 +248,4 @@ class ASGD(Optimizer):
         )
 
 
-ASGD.__doc__ = (ASGD.__doc__ or "") + _FLAGS_DOC
+ASGD.__doc__ = append_doc(ASGD.__doc__, _FLAGS_DOC)

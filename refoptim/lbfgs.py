@@ -39,6 +39,7 @@ from ._backend import (
     view_as_complex,
     view_as_real,
 )
+from ._checks import check_lr
 from ._fastpath import shares_memory
 from ._primitives import add, add_
 from .optimizer import Optimizer
@@ -334,7 +335,7 @@ def lbfgs_step(
     line_search_fn: str | None = None,
 ) -> tuple[Any, Any]:
     r"""One L-BFGS step (up to ``max_iter`` iterations) over the flat vector ``x``: the
-    body of torch's ``LBFGS.step``, in its order. :class:`LBFGS` calls this with all its
+    body of torch's ``LBFGS.step``, in its order. :class:`~refoptim.LBFGS` calls this with all its
     parameters gathered into ``x``; the defaults are the class's.
 
     ``loss_and_grad(point) -> (loss, flat_grad)`` evaluates the objective at a 1-d array
@@ -382,7 +383,7 @@ def lbfgs_step(
     and a step whose first gradient has :math:`\max|g| \le` ``tolerance_grad`` returns
     at once, counting one evaluation. Every move is torch's ``add_(d, alpha=t)``, one fused
     multiply-add per element (``t`` read as a Python float); every dot product and the L1
-    norm run in refoptim's fixed order (:mod:`refoptim._reduce`). ``max_eval=None`` means
+    norm run in refoptim's fixed order (``refoptim/_reduce.py``). ``max_eval=None`` means
     ``max_iter * 5 // 4``, as the class resolves it.
 
     **State** (torch's keys, kept as torch 2.13 keeps them): ``func_evals`` and ``n_iter``
@@ -393,7 +394,7 @@ def lbfgs_step(
     iteration), ``H_diag`` (the int ``1`` until the first history update, then a 0-d
     array), ``prev_loss`` (Python float).
 
-    Torch quirks reproduced (see :class:`LBFGS` for the full list): "first iteration ever"
+    Torch quirks reproduced (see :class:`refoptim.LBFGS` for the full list): "first iteration ever"
     reads ``state["n_iter"] == 1``, not the first of each call; the history is updated
     only when :math:`y^\top s > 10^{-10}`, an absolute threshold; the line search always
     uses ``c1 = 1e-4``, ``c2 = 0.9`` and a bracket tolerance of ``1e-9`` and gets
@@ -639,8 +640,8 @@ class LBFGS(Optimizer):
 
     All parameters form one flat vector :math:`x` (complex ones as (real, imag) pairs) and
     their gradients one flat vector :math:`g`. ``step(closure)`` gathers them and calls
-    the rule :func:`lbfgs_step` (also in :mod:`refoptim.functional`), which runs up to
-    ``max_iter`` iterations of
+    the rule ``lbfgs_step`` (also :func:`refoptim.functional.lbfgs_step`), which runs up
+    to ``max_iter`` iterations of
 
     .. math::
         \begin{aligned}
@@ -666,7 +667,7 @@ class LBFGS(Optimizer):
 
     where :math:`\gamma` is ``lr``. The strong Wolfe conditions the line search meets are
     :math:`f(x + t d) \le f(x) + 10^{-4}\, t\, g^\top d` and
-    :math:`|\nabla f(x + t d)^\top d| \le -0.9\, g^\top d` (see :func:`strong_wolfe`).
+    :math:`|\nabla f(x + t d)^\top d| \le -0.9\, g^\top d` (see ``strong_wolfe``).
 
     Args:
         params (iterable): Parameters, ``(name, Parameter)`` pairs, or one group dict.
@@ -703,69 +704,27 @@ class LBFGS(Optimizer):
     ``prev_loss`` (Python float). ``state_dict`` / ``load_state_dict`` carry them in
     torch's layout, so a torch ``state_dict`` converted to NumPy loads here and the reverse.
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * The first iteration *ever* (``n_iter == 1`` in the state, not the first of each
-      step) takes :math:`d = -g` and the step length :math:`\min(1, 1/\lVert g\rVert_1)
-      \cdot \text{lr}`; every later iteration takes ``t = lr`` before any line search.
-    * The history is updated only when the curvature :math:`y^\top s > 10^{-10}` (an
-      absolute threshold, whatever the scale); ``H_diag`` :math:`= y^\top s / y^\top y`
-      is then updated too, and kept otherwise.
-    * The order of the tests that end the inner loop: ``g^T d > -tolerance_change`` (before
-      moving, so the step's parameters stay put), then after moving ``n_iter == max_iter``,
-      ``current_evals >= max_eval``, :math:`\max|g| \le` ``tolerance_grad``,
-      :math:`\max|t\,d| \le` ``tolerance_change``, :math:`|f - f_{\text{prev}}| <`
-      ``tolerance_change``. A step whose first gradient already has
-      :math:`\max|g| \le` ``tolerance_grad`` returns at once, with only ``func_evals``
-      counted.
-    * ``func_evals`` counts every closure call: the first of each step, one per iteration
-      without line search (except the last iteration of ``max_iter``, where torch does not
-      re-evaluate, so ``loss`` and the gradient stay those before the move), and the line
-      search's evaluations. Without line search ``max_eval`` still ends the loop.
-    * ``max_eval`` defaults to ``max_iter * 5 // 4`` (so ``max_iter=1`` gives 1 and
-      ``max_iter=3`` gives 3); the line search gets ``max_eval - current_evals``
-      evaluations at most, so a line search with no evaluations left returns at once with
-      ``t`` unchanged; with ``max_eval`` below ``current_evals`` torch (and this port)
-      raises ``UnboundLocalError`` from the line search.
-    * The line search always uses ``c1 = 1e-4``, ``c2 = 0.9`` and a bracket tolerance of
-      ``1e-9``: the group's ``tolerance_change`` does not reach it.
-    * ``history_size=0`` is accepted, and fails with ``IndexError`` (``pop from empty
-      list``) at the first history update, as in torch.
-    * An unknown ``line_search_fn`` is accepted by the constructor and raises
-      ``RuntimeError("only 'strong_wolfe' is supported")`` only when a step reaches the
-      move of its first iteration (not if the first gradient is already small enough).
-    * Only one parameter group: the constructor raises torch's ``ValueError`` for several,
-      and ``step`` raises torch's ``AssertionError`` if one was added later.
-    * A parameter whose ``.grad`` is ``None`` contributes zeros to the flat gradient (and is
-      then not in ``state``, which lives on the first parameter); it still moves where the
-      stored :math:`y, s` have components along it (from earlier evaluations).
+    * the first iteration *ever*: :math:`d = -g`, step length
+      :math:`\min(1, 1/\lVert g\rVert_1)\,\gamma`; later ones ``t = lr``;
+    * the history updated only when :math:`y^\top s > 10^{-10}` (absolute threshold);
+    * torch's order of the tests that end the inner loop;
+    * ``func_evals``: every closure call; no re-evaluation after the last iteration;
+    * ``max_eval``: ``max_iter * 5 // 4``, shared with the line search;
+    * the line search's fixed ``c1``, ``c2`` and tolerance (not ``tolerance_change``);
+    * ``history_size=0`` accepted, ``IndexError`` at the first history update;
+    * an unknown ``line_search_fn``: ``RuntimeError`` only at the first move;
+    * one parameter group: torch's ``ValueError`` and ``AssertionError``;
+    * a parameter without ``.grad``: zeros in the flat gradient.
 
-    Differences from torch, each deliberate:
+    Differences from torch, each deliberate (explained there too):
 
-    * A step that fails (a bad gradient, an exception from the closure, torch's errors
-      above) leaves every parameter and the whole state as they were before it. torch
-      leaves ``func_evals`` and ``n_iter`` counted, and parameters moved by the iterations
-      before the failure (or displaced to a line-search trial point when the closure raises
-      inside the line search).
-    * Gradients are checked on every closure call (an array of the parameters' namespace,
-      device, dtype and shape, as every refoptim step checks them) before they are used.
-      torch reads ``p.grad.view(-1)``, which fails on a non-contiguous gradient; refoptim
-      reshapes, so a non-contiguous gradient is accepted.
-    * torch's dot products and reductions use MKL's summation order on CPU, which depends
-      on the CPU. refoptim's reductions (every ``dot``, and the L1 norm ``sum|g|`` of the
-      first step length) run in one fixed order (:mod:`refoptim._reduce`: a pairwise fold
-      of the products, float32 accumulated in float64 and rounded once), never a BLAS's
-      or the library's, so LBFGS gives the same bits on every CPU, thread count and
-      backend. The float32 dots are then nearly always correctly rounded; the difference
-      from torch's is a few units of the dtype per reduction, which the conformance
-      suite measures (``thresholds.ONE_STEP_REL["LBFGS"]``) and which L-BFGS can amplify
-      on ill-conditioned problems (torch against itself with another summation order
-      spreads as far; see ``docs/conformance.md``). ``max|g|`` is exact in any order.
-    * Parameters of different dtypes (say float32 and float64) form one flat vector of the
-      promoted dtype, as in torch; after every move (and at every trial point of the line
-      search) each parameter's part is rounded to the parameter's dtype, as torch's
-      ``p.add_(update, alpha=t)`` rounds each parameter at every move, so the next move
-      starts from the rounded value, as in torch.
+    * a failed step leaves the parameters and the state as they were;
+    * gradients checked on every closure call; non-contiguous ones accepted;
+    * dot products and the L1 norm in one fixed order, not MKL's;
+    * parameters of different dtypes: each part rounded to its dtype at every move.
     """
 
     _integer_options = ("max_iter", "max_eval", "history_size")
@@ -792,10 +751,7 @@ class LBFGS(Optimizer):
         history_size: int = 100,
         line_search_fn: str | None = None,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {lr}")
+        check_lr(lr)
         if max_eval is None:
             max_eval = max_iter * 5 // 4
         defaults = {

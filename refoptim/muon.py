@@ -54,11 +54,10 @@ from typing import Any
 from ._backend import (
     array_namespace,
     device_of,
-    is_array,
-    numel,
     scalar,
     to_scalar,
 )
+from ._checks import check_lr, check_nonnegative, check_weight_decay
 from ._matmul import matmul, matmul_exact
 from ._primitives import add_, div, fma, lerp_, mul_
 from ._reduce import sum_squares
@@ -164,8 +163,8 @@ def zeropower_via_newtonschulz(
     .. math::
         X_0 &= G / \max(\lVert G \rVert_F, \varepsilon) \quad (G^\top \text{ if } G
             \text{ is tall}) \\
-        A_k &= X_k X_k^\top,\qquad B_k = b\,A_k + c\,A_k A_k,\qquad
-        X_{k+1} = a\,X_k + B_k X_k
+        A_k &= X_k X_k^\top,\qquad P_k = b\,A_k + c\,A_k A_k,\qquad
+        X_{k+1} = a\,X_k + P_k X_k
 
     ``ns_steps`` times, transposed back at the end. The quintic's coefficients are chosen for
     a steep slope at zero, so the singular values land near (0.5, 1.5) rather than at 1.
@@ -242,10 +241,10 @@ def zeropower_via_newtonschulz(
 
 
 def adjust_lr(lr: Any, adjust_lr_fn: str | None, param_shape: tuple[int, ...]) -> Any:
-    r"""torch's ``_adjust_lr``: the learning rate scaled for a matrix of shape ``(A, B)``.
+    r"""torch's ``_adjust_lr``: the learning rate scaled for a matrix of shape ``(m, n)``.
 
-    ``None`` or ``"original"`` (Keller Jordan's): :math:`\gamma\sqrt{\max(1, A/B)}`;
-    ``"match_rms_adamw"`` (Moonshot's): :math:`0.2\,\gamma\sqrt{\max(A, B)}`; any other value
+    ``None`` or ``"original"`` (Keller Jordan's): :math:`\gamma\sqrt{\max(1, m/n)}`;
+    ``"match_rms_adamw"`` (Moonshot's): :math:`0.2\,\gamma\sqrt{\max(m, n)}`; any other value
     leaves the rate as it is (torch's constructor rejects other values, but a parameter
     group added or loaded later can carry one: torch then scales by 1.0, and so does this).
     A 0-d array ``lr`` stays an array, and the product is computed in its dtype.
@@ -292,12 +291,12 @@ def muon_step(
         U &\leftarrow \mathrm{lerp}(g, B, \mu) \text{ if nesterov else } B \\
         O &\leftarrow \mathrm{NS}^{(a,b,c)}_k(U; \varepsilon) \\
         \theta &\leftarrow \theta\,(1 - \gamma\lambda) \\
-        \theta &\leftarrow \theta - \mathrm{AdjustLR}(\gamma; A, B)\, O
+        \theta &\leftarrow \theta - \mathrm{AdjustLR}(\gamma; m, n)\, O
 
     The weight decay uses the unadjusted ``lr``. ``O`` (bfloat16 in torch) is widened
     exactly to the parameter's dtype and added with one fused rounding (``add_(alpha=)``).
     Raises ``ValueError`` (torch's message) for a gradient that is not 2-D, and the errors
-    of :func:`zeropower_via_newtonschulz`, before changing anything.
+    of ``zeropower_via_newtonschulz``, before changing anything.
     """
     if len(grad.shape) != 2:
         raise ValueError("Param gradient must be a 2D matrix")
@@ -330,7 +329,7 @@ class Muon(Optimizer):
         \begin{aligned}
         &\textbf{input}: \gamma \text{ (lr)}, \lambda \text{ (weight decay)},
             \mu \text{ (momentum)}, \textit{nesterov}, (a, b, c) \text{ (NS coefficients)},
-            \varepsilon \text{ (eps)}, k \text{ (NS steps)}, \theta_0 \in \mathbb{R}^{A\times B} \\
+            \varepsilon \text{ (eps)}, k \text{ (NS steps)}, \theta_0 \in \mathbb{R}^{m\times n} \\
         &\textbf{initialize}: B_0 \leftarrow 0 \text{ (momentum buffer)} \\
         &\textbf{for } t = 1, 2, \ldots \textbf{ do} \\
         &\quad g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}) \\
@@ -338,17 +337,20 @@ class Muon(Optimizer):
         &\quad \widetilde B_t \leftarrow (1 - \mu) g_t + \mu B_t \text{ if } \textit{nesterov}
             \text{ else } B_t \\
         &\quad X \leftarrow \widetilde B_t / \max(\lVert \widetilde B_t \rVert_F, \varepsilon)
-            \quad (\text{transposed when } A > B) \\
-        &\quad \textbf{repeat } k \textbf{ times}: \ M \leftarrow X X^\top,\
-            X \leftarrow a X + (b M + c M^2) X \\
+            \quad (\text{transposed when } m > n) \\
+        &\quad \textbf{repeat } k \textbf{ times}: \ A \leftarrow X X^\top,\
+            X \leftarrow a X + (b A + c A^2) X \\
         &\quad O_t \leftarrow X \quad (\text{transposed back}) \\
         &\quad \theta_t \leftarrow \theta_{t-1}(1 - \gamma\lambda) - \gamma' O_t, \qquad
-            \gamma' = \begin{cases} \gamma \sqrt{\max(1, A/B)} & \text{original (default)} \\
-            0.2\, \gamma \sqrt{\max(A, B)} & \text{match\_rms\_adamw} \end{cases}
+            \gamma' = \begin{cases} \gamma \sqrt{\max(1, m/n)} & \text{original (default)} \\
+            0.2\, \gamma \sqrt{\max(m, n)} & \text{match\_rms\_adamw} \end{cases}
         \end{aligned}
 
-    (torch's documentation writes the buffer as :math:`\mu B + g`; its code, and this,
-    use ``lerp``: :math:`\mu B + (1 - \mu) g`.)
+    Each letter has one meaning: :math:`m \times n` is the parameter's shape (rows,
+    columns), :math:`B_t` the momentum buffer, :math:`(a, b, c)` the Newton–Schulz
+    coefficients, :math:`A` the Gram matrix :math:`X X^\top` of the iteration. (torch's
+    documentation writes the buffer as :math:`\mu B + g`; its code, and this, use
+    ``lerp``: :math:`\mu B + (1 - \mu) g`.)
 
     Args:
         params (iterable): 2-D Parameters, ``(name, Parameter)`` pairs, or parameter-group
@@ -360,7 +362,7 @@ class Muon(Optimizer):
         weight_decay (float): decoupled weight decay, with the unadjusted lr (default: 0.1).
         momentum (float): momentum factor (default: 0.95).
         nesterov (bool): Nesterov momentum (default: True).
-        ns_coefficients (tuple of three floats): :math:`(a, b, c)` of the Newton–Schulz
+        ns_coefficients (tuple[float, float, float]): :math:`(a, b, c)` of the Newton–Schulz
             quintic (default: (3.4445, -4.775, 2.0315)).
         eps (float): lower bound of the norm the iteration divides by (default: 1e-7).
         ns_steps (int): Newton–Schulz iterations, fewer than 100 (default: 5).
@@ -373,38 +375,28 @@ class Muon(Optimizer):
 
     State per parameter: ``momentum_buffer`` (the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * the Newton–Schulz iteration runs in bfloat16 whatever the parameter's dtype, so the
-      update is good to about :math:`2^{-8}` relative; a float64 gradient is rounded to
-      float32 and then to bfloat16 (two roundings, as torch converts it);
-    * torch's CPU kernels widen bfloat16 to float32, compute, and round once: the norm,
-      the division, each matrix product and each ``addmm`` (``beta * C + alpha * (A @ B)``
-      as one fused multiply-add of float32 values), all reproduced, with the products and
-      the norm's sum in an order refoptim fixes (exact products rounded to float32; a
-      fixed pairwise sum) where torch's kernels use theirs, so a rare element of a large
-      product rounds to the neighbouring bfloat16 (see :func:`zeropower_via_newtonschulz`);
-    * tall matrices (more rows than columns) are orthogonalized transposed;
-    * the weight decay factor uses the unadjusted ``lr``, the update the adjusted one;
-    * only the constructor checks that parameters are 2-D (torch's message names a
-      ``torch.Size``); a group added later with another shape fails at the step with
-      ``ValueError("Param gradient must be a 2D matrix")``;
-    * only the constructor checks ``adjust_lr_fn``; a group carrying another value (added
-      or loaded later) steps with an unadjusted lr (ratio 1.0);
-    * ``ns_steps >= 100`` and ``len(ns_coefficients) != 3`` are only detected at the step
-      (torch's ``ValueError`` messages); a negative ``eps`` is accepted;
-    * complex parameters are accepted by the constructor and rejected at the step with
-      ``RuntimeError("Muon does not support complex parameters")``.
+    * Newton–Schulz in bfloat16 whatever the dtype (a float64 gradient rounded twice);
+    * torch's CPU bfloat16 kernels: widen to float32, compute, round once (the sums in
+      refoptim's fixed order);
+    * tall matrices orthogonalized transposed;
+    * the weight decay with the unadjusted ``lr``, the update with the adjusted one;
+    * 2-D parameters checked only by the constructor;
+    * ``adjust_lr_fn`` checked only by the constructor (another value: ratio 1.0);
+    * ``ns_steps`` and ``ns_coefficients`` checked only at the step; a negative ``eps``
+      accepted;
+    * complex parameters: accepted by the constructor, rejected at the step.
 
-    Validate, then mutate: torch raises the step errors above while stepping (its momentum
-    buffers of the failing group already updated, earlier groups already stepped); refoptim
-    checks every group first and changes nothing when one fails.
+    Differences from torch (explained there too):
+
+    * validate, then mutate: the step errors above raised before anything changes;
+    * not reproduced: torch's oneDNN bfloat16 products (CPUs with AVX-512 BF16 or AMX).
 
     torch's Muon has no ``foreach``, ``fused`` or ``differentiable`` flags (its functional
     ``muon`` raises ``RuntimeError`` for ``foreach=True``), so neither has this class; its
-    single-tensor path is the one reproduced. torch's bfloat16 matrix products on CPUs with
-    AVX-512 BF16 or AMX go through oneDNN, whose accumulation may differ; the behaviour
-    reproduced was measured on an AVX2 CPU.
+    single-tensor path is the one reproduced.
     """
 
     _integer_options = ("ns_steps",)  # torch iterates range() over them
@@ -432,14 +424,9 @@ class Muon(Optimizer):
         *,
         ns_dtype: str = "bfloat16",
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Learning rate should be >= 0 but is: {scalar(lr)}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"momentum should be >= 0 but is: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"weight decay should be >= 0 but is: {weight_decay}")
+        check_lr(lr, "Learning rate should be >= 0 but is: {}")
+        check_nonnegative(momentum, "momentum should be >= 0 but is: {}")
+        check_weight_decay(weight_decay, "weight decay should be >= 0 but is: {}")
         if adjust_lr_fn is not None and adjust_lr_fn not in ["original", "match_rms_adamw"]:
             raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
         if ns_dtype not in NS_DTYPES:

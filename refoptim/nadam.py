@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
+from ._backend import array_namespace, back_to_complex, device_of, is_complex, real_views, scalar
+from ._checks import check_betas, check_eps, check_lr, check_nonnegative, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, addcdiv_, addcmul_, div, lerp_, mul_
 from ._schedule_scalars import read_float, step_count
 from .optimizer import Optimizer
 
 __all__ = ["NAdam", "nadam_init", "nadam_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match and always computes
-    torch's single-tensor, non-capturable path (torch's NAdam has no ``fused``). torch's
-    ``capturable`` and ``differentiable`` paths split the update into two ``addcdiv``
-    with tensor coefficients and round differently; refoptim does not emulate them, and
-    ``step`` and ``mu_product`` stay 0-d float32 arrays whatever the flags say.
-"""
+_FLAGS_DOC = flags_doc(
+    "NAdam",
+    ("foreach", "capturable", "differentiable"),
+    note=(
+        "torch's ``capturable`` and ``differentiable`` paths split the update into two ``addcdiv`` with "
+        "tensor coefficients and round differently; refoptim does not emulate them."
+    ),
+    scalars=("step", "mu_product"),
+)
 
 
 def nadam_init(param: Any) -> dict[str, Any]:
@@ -157,37 +160,26 @@ class NAdam(Optimizer):
             :math:`\beta_1` (default: 4e-3).
         decoupled_weight_decay (bool): decay the parameter (NAdamW) instead of adding
             :math:`\lambda\theta` to the gradient (default: False).
-        foreach, maximize, capturable, differentiable: ``maximize`` maximizes the
-            objective (default: False); the others are accepted for signature parity (below).
+        foreach (bool, optional): accepted for signature parity (see below).
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        capturable (bool): accepted for signature parity (see below).
+        differentiable (bool): accepted for signature parity (see below).
 
     State per parameter, in torch's order: ``step`` and ``mu_product`` (0-d float32
     arrays), ``exp_avg`` and ``exp_avg_sq`` (the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``mu_product`` (:math:`\Pi_t`) is a float32 scalar, updated by ``mu_product *= mu``
-      with ``mu`` rounded to float32, for every parameter dtype; the step coefficients
-      read it back as a Python float, and :math:`\Pi_{t+1} = \Pi_t\,\mu_{t+1}` is formed in
-      double precision from that float32 value.
-    * ``load_state_dict`` casts every state array but ``step`` to a real parameter's
-      dtype, ``mu_product`` included: after a round trip through a state dict, a float64
-      parameter's ``mu_product`` is float64 and is updated in float64 from then on.
-    * ``denom`` is :math:`\sqrt{v / (1 - \beta_2^t)} + \epsilon` (divide, then square
-      root), unlike Adam's :math:`\sqrt{v} / \sqrt{1 - \beta_2^t} + \epsilon`.
-    * the update is two unfused ``addcdiv`` calls, first the gradient term, then the
-      momentum term; there is no bias correction of ``exp_avg`` other than through
-      :math:`\Pi`.
-    * ``step`` is a float32 scalar (it stops counting at :math:`2^{24}`), read as a
-      Python float for :math:`1 - \beta_2^t` and :math:`0.96^{t\psi}`.
-    * with ``decoupled_weight_decay`` the parameter is multiplied by ``1 - lr *
-      weight_decay`` (a Python float; in the lr array's dtype for a 0-d array lr).
-    * complex parameters: the parameter, gradient and state are viewed as (real, imag)
-      pairs *before* weight decay (unlike Adam, which decays in complex arithmetic), so
-      ``exp_avg_sq`` holds :math:`\Re(g)^2` and :math:`\Im(g)^2`, not :math:`|g|^2`.
-    * betas given as 0-d arrays are read as Python floats; torch would carry them as
-      float32 tensors through the scalar coefficients (refoptim does not emulate that).
-    * torch's CPU ``sqrt`` (MKL) is off by one unit in the last place on some elements;
-      refoptim's is correctly rounded. The conformance suite measures the difference.
+    * float32 ``mu_product``, updated with a float32-rounded ``mu``;
+    * ``load_state_dict`` casts ``mu_product`` to a float64 parameter's dtype;
+    * the denominator :math:`\sqrt{v / (1 - \beta_2^t)} + \epsilon` (unlike Adam's);
+    * two unfused ``addcdiv``: the gradient term, then the momentum term;
+    * float32 ``step``: stops counting at :math:`2^{24}`;
+    * decoupled decay factor ``1 - lr * weight_decay``: a Python float;
+    * complex parameters: (real, imag) pairs *before* weight decay;
+    * 0-d array betas read as Python floats (torch's float32 tensors not emulated);
+    * not reproduced: torch's CPU ``sqrt`` (MKL), off by one unit on some elements.
     """
 
     _sparse_grad_error = (RuntimeError, "NAdam does not support sparse gradients")
@@ -209,20 +201,11 @@ class NAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= scalar(betas[0]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {scalar(betas[0])}")
-        if not 0.0 <= scalar(betas[1]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {scalar(betas[1])}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= momentum_decay:
-            raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+        check_lr(lr)
+        check_eps(eps)
+        check_betas(betas)
+        check_weight_decay(weight_decay)
+        check_nonnegative(momentum_decay, "Invalid momentum_decay value: {}")
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -237,15 +220,8 @@ class NAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("capturable", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("decoupled_weight_decay", False)
-        self._scalar_state_as_arrays("step", "mu_product")
+    _setstate_options = ("maximize", "foreach", "capturable", "differentiable", "decoupled_weight_decay")
+    _setstate_scalars = ("step", "mu_product")
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return nadam_init(p.data)
@@ -267,4 +243,4 @@ class NAdam(Optimizer):
         )
 
 
-NAdam.__doc__ = (NAdam.__doc__ or "") + _FLAGS_DOC
+NAdam.__doc__ = append_doc(NAdam.__doc__, _FLAGS_DOC)

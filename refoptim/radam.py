@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import _is_lazy, array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
+from ._backend import _is_lazy, array_namespace, back_to_complex, device_of, is_complex, real_views, scalar
+from ._checks import check_betas, check_eps, check_lr, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, add_, addcmul_, div, lerp_, mul_, reciprocal_scale
 from ._schedule_scalars import if_else, step_count
 from .optimizer import Optimizer
 
 __all__ = ["RAdam", "radam_init", "radam_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match and always computes
-    torch's single-tensor, non-capturable path (torch's RAdam has no ``fused``). torch's
-    ``capturable`` path multiplies in another order (``rect * adaptive_lr`` first) and
-    rounds differently; refoptim does not emulate it, and ``step`` stays a 0-d float32
-    array whatever the flags say.
-"""
+_FLAGS_DOC = flags_doc(
+    "RAdam",
+    ("foreach", "capturable", "differentiable"),
+    note=(
+        "torch's ``capturable`` path multiplies in another order (``rect * adaptive_lr`` first) and rounds "
+        "differently; refoptim does not emulate it."
+    ),
+)
 
 
 def radam_init(param: Any) -> dict[str, Any]:
@@ -162,34 +164,24 @@ class RAdam(Optimizer):
         weight_decay (float): weight decay (default: 0).
         decoupled_weight_decay (bool): decay the parameter (as AdamW) instead of adding
             :math:`\lambda\theta` to the gradient (default: False).
-        foreach, maximize, capturable, differentiable: ``maximize`` maximizes the
-            objective (default: False); the others are accepted for signature parity (below).
+        foreach (bool, optional): accepted for signature parity (see below).
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        capturable (bool): accepted for signature parity (see below).
+        differentiable (bool): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array), ``exp_avg`` and ``exp_avg_sq``
     (the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * the rectified step is taken only when :math:`\rho_t > 5` (a strict test on the
-      Python float); before, the step is plain momentum SGD :math:`\hat m_t \gamma` and
-      ``eps`` is not used. :math:`\rho_1 = 1` whatever :math:`\beta_2`, and for every
-      :math:`\beta_2 \ge 0.85` the first rectified step is step 6 (the first five are
-      plain); smaller :math:`\beta_2` switch later (step 7 at 0.8, 10 at 0.7), and with
-      :math:`\beta_2 \le 2/3` (:math:`\rho_\infty \le 5`) never.
-    * the update is the product ``((m_hat * lr) * adaptive_lr) * rect`` in that order,
-      each rounded, with ``adaptive_lr = sqrt(1 - beta2**t) / (sqrt(v) + eps)``
-      computed as a reciprocal then a multiply (torch's ``float / tensor``), then
-      ``param.add_(update, alpha=-1)``.
-    * ``eps`` is added to :math:`\sqrt{v}` *before* the bias correction multiplies:
-      the effective epsilon is :math:`\epsilon / \sqrt{1 - \beta_2^t}`.
-    * ``step`` is a float32 scalar (it stops counting at :math:`2^{24}`), read as a
-      Python float for the bias corrections and :math:`\rho_t`.
-    * complex parameters: the parameter, gradient and state are viewed as (real, imag)
-      pairs *before* weight decay (unlike Adam, which decays in complex arithmetic).
-    * betas given as 0-d arrays are read as Python floats; torch would carry them as
-      float32 tensors through the scalar coefficients (refoptim does not emulate that).
-    * torch's CPU ``sqrt`` (MKL) is off by one unit in the last place on some elements;
-      refoptim's is correctly rounded. The conformance suite measures the difference.
+    * the switch at :math:`\rho_t > 5`, where the paper's Algorithm 2 has :math:`\rho_t > 4`;
+    * ``eps`` in :math:`l_t`, which the paper's :math:`l_t = \sqrt{(1-\beta_2^t)/v_t}` lacks;
+    * torch's roundings: ``((m_hat * lr) * adaptive_lr) * rect``, a reciprocal then a multiply;
+    * float32 ``step``: stops counting at :math:`2^{24}`;
+    * complex parameters: (real, imag) pairs *before* weight decay;
+    * 0-d array betas read as Python floats (torch's float32 tensors not emulated);
+    * not reproduced: torch's CPU ``sqrt`` (MKL), off by one unit on some elements.
     """
 
     _sparse_grad_error = (RuntimeError, "RAdam does not support sparse gradients")
@@ -210,18 +202,10 @@ class RAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= scalar(betas[0]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {scalar(betas[0])}")
-        if not 0.0 <= scalar(betas[1]) < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {scalar(betas[1])}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_lr(lr)
+        check_eps(eps)
+        check_betas(betas)
+        check_weight_decay(weight_decay)
 
         defaults = {
             "lr": lr,
@@ -236,15 +220,8 @@ class RAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("capturable", False)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("foreach", "maximize", "differentiable", "decoupled_weight_decay", "capturable")
+    _setstate_scalars = ("step",)
 
     def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
         # torch reads eps only in the rectified branch, taken where rho_t > 5
@@ -284,4 +261,4 @@ class RAdam(Optimizer):
         )
 
 
-RAdam.__doc__ = (RAdam.__doc__ or "") + _FLAGS_DOC
+RAdam.__doc__ = append_doc(RAdam.__doc__, _FLAGS_DOC)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
+from ._backend import array_namespace, back_to_complex, device_of, is_complex, real_views, scalar
+from ._checks import check_eps, check_lr, check_nonnegative, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, add_, addcdiv_, addcmul, addcmul_, lerp_, mul_
 from .optimizer import Optimizer
 
 __all__ = ["RMSprop", "rmsprop_init", "rmsprop_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``capturable`` and ``differentiable`` pick one of torch's implementations;
-    refoptim accepts them so signatures match and always computes torch's single-tensor,
-    non-capturable path (torch's RMSprop has no ``fused``). In torch's single-tensor
-    RMSprop ``capturable`` changes no arithmetic, only where ``step`` lives (and it needs
-    an accelerator); refoptim keeps ``step`` a 0-d float32 array whatever the flags say.
-"""
+_FLAGS_DOC = flags_doc(
+    "RMSprop",
+    ("foreach", "capturable", "differentiable"),
+    note=(
+        "In torch's single-tensor RMSprop ``capturable`` changes no arithmetic, only where ``step`` lives "
+        "(and it needs an accelerator)."
+    ),
+)
 
 
 def rmsprop_init(param: Any, momentum: float = 0, centered: bool = False) -> dict[str, Any]:
@@ -144,31 +147,25 @@ class RMSprop(Optimizer):
         weight_decay (float): L2 penalty added to the gradient (default: 0).
         momentum (float): momentum factor (default: 0).
         centered (bool): normalize by an estimate of the gradient's variance (default: False).
-        capturable, foreach, maximize, differentiable: ``maximize`` maximizes the objective
-            (default: False); the others are accepted for signature parity (below).
+        capturable (bool): accepted for signature parity (see below).
+        foreach (bool, optional): accepted for signature parity (see below).
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        differentiable (bool): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array), ``square_avg``, and
     ``momentum_buffer`` (when ``momentum > 0`` at the parameter's first step) and
     ``grad_avg`` (when ``centered``), each the parameter's shape and dtype.
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``step`` is counted (a float32 scalar, which stops at :math:`2^{24}`) but never
-      used: RMSprop has no bias correction.
-    * ``alpha`` is only checked to be non-negative: ``alpha > 1`` is accepted.
-    * ``eps`` is added *outside* the square root, and the centered variance
-      :math:`v - \bar g^2` is one fused ``addcmul`` (it can round below zero, giving NaN,
-      as in torch).
-    * with momentum, ``b`` is ``mul`` then an unfused ``addcdiv``, and the parameter moves
-      by a fused ``add(alpha=-lr)``; without, by ``addcdiv(value=-lr)``.
-    * which state exists is decided at a parameter's first step: turning ``momentum`` on
-      or ``centered`` on later in a group finds no buffer (torch fails; so does refoptim,
-      with a ``KeyError``).
-    * complex parameters: weight decay acts in complex arithmetic, then everything else
-      views the parameter, gradient and state as (real, imag) pairs, so ``square_avg``
-      holds :math:`\Re(g)^2` and :math:`\Im(g)^2`, not :math:`|g|^2`.
-    * torch's CPU ``sqrt`` (MKL) is off by one unit in the last place on some elements;
-      refoptim's is correctly rounded. The conformance suite measures the difference.
+    * float32 ``step``: counted (stuck at :math:`2^{24}`) but never used;
+    * ``alpha`` only checked to be non-negative;
+    * ``eps`` outside the square root; the centered variance one fused ``addcmul``;
+    * torch's roundings: ``mul`` + ``addcdiv`` into the buffer, fused ``add(alpha=-lr)``;
+    * the state's keys fixed at a parameter's first step;
+    * complex parameters: decay in complex arithmetic, the rest on (real, imag) pairs;
+    * not reproduced: torch's CPU ``sqrt`` (MKL), off by one unit on some elements.
     """
 
     _sparse_grad_error = (RuntimeError, "RMSprop does not support sparse gradients")
@@ -192,18 +189,11 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check_lr(lr)
+        check_eps(eps)
+        check_nonnegative(momentum, "Invalid momentum value: {}")
+        check_weight_decay(weight_decay)
+        check_nonnegative(alpha, "Invalid alpha value: {}")
 
         defaults = {
             "lr": lr,
@@ -219,16 +209,8 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("momentum", 0)
-            group.setdefault("centered", False)
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("capturable", False)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("momentum", "centered", "foreach", "maximize", "differentiable", "capturable")
+    _setstate_scalars = ("step",)
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return rmsprop_init(p.data, group["momentum"], group["centered"])
@@ -248,4 +230,4 @@ class RMSprop(Optimizer):
         )
 
 
-RMSprop.__doc__ = (RMSprop.__doc__ or "") + _FLAGS_DOC
+RMSprop.__doc__ = append_doc(RMSprop.__doc__, _FLAGS_DOC)

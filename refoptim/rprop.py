@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, assign, back_to_complex, device_of, is_array, is_complex, numel, real_views, scalar
+from ._backend import array_namespace, assign, back_to_complex, device_of, is_complex, real_views, scalar
+from ._checks import check_lr
+from ._docs import append_doc, flags_doc
 from ._primitives import addcmul_, clamp_, masked_fill, mul_, sign
 from .optimizer import Optimizer
 
 __all__ = ["Rprop", "rprop_init", "rprop_step"]
 
-_FLAGS_DOC = r"""
-    ``capturable``, ``foreach`` and ``differentiable`` pick one of torch's
-    implementations; refoptim accepts them so signatures match and always computes
-    torch's single-tensor, non-capturable path (torch's Rprop has no ``fused``). The
-    capturable path selects with ``torch.where`` instead of masked assignment, with the
-    same results; ``step`` stays a 0-d float32 array whatever the flags say.
-"""
+_FLAGS_DOC = flags_doc(
+    "Rprop",
+    ("capturable", "foreach", "differentiable"),
+    note=(
+        "torch's ``capturable`` path selects with ``torch.where`` instead of masked assignment, with the same"
+        " results."
+    ),
+)
 
 
 def rprop_init(param: Any, lr: Any = 1e-2) -> dict[str, Any]:
@@ -131,31 +134,24 @@ class Rprop(Optimizer):
             grow a step size (default: (0.5, 1.2)); need ``0 < etaminus < 1 < etaplus``.
         step_sizes (tuple[float, float]): ``(min, max)`` step size (default: (1e-6, 50));
             not checked, as in torch.
-        capturable, foreach, maximize, differentiable: ``maximize`` maximizes the objective
-            (default: False); the others are accepted for signature parity (below).
+        capturable (bool): accepted for signature parity (see below).
+        foreach (bool, optional): accepted for signature parity (see below).
+        maximize (bool): maximize the objective instead of minimizing (default: False).
+        differentiable (bool): accepted for signature parity (see below).
 
     State per parameter: ``step`` (0-d float32 array), ``prev`` (the last gradient used,
     zeroed where its sign flipped) and ``step_size`` (each the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * ``lr`` only seeds ``step_size`` at a parameter's first step; changing a group's
-      ``lr`` afterwards (an lr scheduler) changes nothing for that parameter.
-    * ``step`` is counted (a float32 scalar) but never used.
-    * the sign test is ``sign(g * prev)`` in the parameter's dtype: a product that
-      underflows to zero counts as "no sign information" and keeps the step size.
-    * the etas are written into the sign array in torch's order (``> 0`` then ``< 0``
-      then ``== 0``) in the parameter's dtype, and the gradient is zeroed where the result
-      equals ``etaminus`` in that dtype; ``step_sizes`` is a clamp ``min(max(x, lo), hi)``,
-      so with ``lo > hi`` every step size becomes ``hi``.
-    * where the sign flips the gradient is set to zero: the parameter does not move
-      there, and ``prev`` stores the zero, so the next step cannot flip again.
-    * complex parameters are two independent real numbers: ``step_size`` starts at
-      ``lr + lr*1j``, and everything is computed on (real, imag) pairs.
-    * torch's ``sign`` is ``(0 < x) - (x < 0)``: 0 for NaN (the Array API's ``sign``
-      gives NaN) and ``+0.0`` for ``-0.0``. So a NaN gradient element is skipped: its
-      step size is kept and the parameter does not move, but the NaN is stored in
-      ``prev``, which makes the next step's sign test 0 there too.
+    * ``lr`` only seeds ``step_size``: a scheduled lr changes nothing;
+    * float32 ``step``: counted but never used;
+    * the sign test ``sign(g * prev)`` in the parameter's dtype (underflow keeps the size);
+    * the etas written in torch's order; ``step_sizes`` a clamp, ``hi`` winning;
+    * a flipped sign zeroes the gradient, and ``prev`` keeps the zero;
+    * complex parameters: two real numbers, ``step_size`` starting at ``lr + lr*1j``;
+    * torch's ``sign``: 0 for NaN, so a NaN gradient element is skipped.
     """
 
     _sparse_grad_error = (RuntimeError, "Rprop does not support sparse gradients")
@@ -174,10 +170,7 @@ class Rprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
+        check_lr(lr)
         if not 0.0 < etas[0] < 1.0 < etas[1]:
             raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
 
@@ -192,14 +185,8 @@ class Rprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("capturable", False)
-        self._scalar_state_as_arrays("step")
+    _setstate_options = ("foreach", "maximize", "differentiable", "capturable")
+    _setstate_scalars = ("step",)
 
     def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
         # torch reads lr only to fill a new state's step sizes
@@ -224,4 +211,4 @@ class Rprop(Optimizer):
         )
 
 
-Rprop.__doc__ = (Rprop.__doc__ or "") + _FLAGS_DOC
+Rprop.__doc__ = append_doc(Rprop.__doc__, _FLAGS_DOC)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import array_namespace, is_array, numel, scalar
+from ._backend import array_namespace, scalar
+from ._checks import check_lr, check_nonnegative, check_weight_decay
+from ._docs import append_doc, flags_doc
 from ._primitives import add, add_, mul_
-from .optimizer import Optimizer
+from .optimizer import Optimizer, _is_real
 from .sparse import SparseGrad, add_sparse_
 
 __all__ = ["SGD", "sgd_init", "sgd_step"]
 
-_FLAGS_DOC = r"""
-    ``foreach``, ``fused`` and ``differentiable`` pick one of torch's implementations;
-    refoptim accepts them so signatures match (with torch's checks: ``fused`` with
-    ``differentiable`` or with ``foreach=True`` raises ``RuntimeError``) and always
-    computes torch's single-tensor (``foreach=False``) path, whose order of operations is
-    the one it reproduces. torch's ``fused=True`` kernel rounds differently; refoptim does
-    not emulate it.
-"""
+_FLAGS_DOC = flags_doc(
+    "SGD",
+    ("foreach", "fused", "differentiable"),
+    note="torch's ``fused=True`` kernel rounds differently; refoptim does not emulate it.",
+    scalars=(),
+)
 
 
 def sgd_init(param: Any, momentum: float = 0) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def sgd_step(
     Quirk reproduced: the first momentum buffer is a copy of the gradient, so dampening
     does not act on the first step.
 
-    ``grad`` may be a :class:`refoptim.SparseGrad` (see :class:`SGD` for what torch allows
+    ``grad`` may be a :class:`refoptim.SparseGrad` (see :class:`refoptim.SGD` for what torch allows
     with one).
     """
     if isinstance(grad, SparseGrad):
@@ -87,6 +87,12 @@ def sgd_step(
 
 
 _SPARSE_WEIGHT_DECAY_ERROR = "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
+
+
+def _are_real(*values: Any) -> bool:
+    """Whether every option is a real number (torch computes with them before it reaches
+    an unsupported sparse addition; any other value raises a TypeError first)."""
+    return all(_is_real(v) and not isinstance(v, complex) for v in values)
 
 
 def _sparse_sgd_step(
@@ -164,53 +170,23 @@ class SGD(Optimizer):
         weight_decay (float or 0-d array): L2 penalty added to the gradient (default: 0).
         nesterov (bool): Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
         maximize (bool): maximize the objective instead of minimizing (default: False).
-        foreach, differentiable, fused: accepted for signature parity (see below).
+        foreach (bool, optional): accepted for signature parity (see below).
+        differentiable (bool): accepted for signature parity (see below).
+        fused (bool, optional): accepted for signature parity (see below).
 
     State per parameter: ``momentum_buffer`` (same shape and dtype as the parameter),
     only when ``momentum != 0``; no state at all otherwise. With sparse gradients the
-    buffer is a :class:`refoptim.SparseGrad`, as torch's is a sparse tensor (see below).
+    buffer is a :class:`refoptim.SparseGrad`, as torch's is a sparse tensor.
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * the first momentum buffer is the gradient itself (copied), so ``dampening`` is
-      skipped on the first step;
-    * with ``nesterov``, the step uses ``g + momentum * b``, computed with one rounding
-      (torch's fused ``add(alpha=)``);
-    * complex parameters are updated in complex arithmetic (SGD does not view them as
-      real pairs).
-
-    Sparse gradients (:class:`refoptim.SparseGrad`) are accepted, as torch accepts them:
-    the step is ``param.add_(grad, alpha=-lr)`` with torch's CPU dense-plus-sparse kernel,
-    which applies every stored entry in storage order with one fused multiply-add and does
-    *not* coalesce: an index stored twice moves the parameter twice, each step rounded,
-    which can differ in the last bit from one step with the summed gradient. Without
-    duplicates and momentum the result is bit for bit the dense step with the densified
-    gradient.
-
-    With momentum and sparse gradients torch keeps a *sparse* momentum buffer, and so does
-    refoptim (``state["momentum_buffer"]`` a :class:`refoptim.SparseGrad`, carried as such
-    by ``state_dict()`` and ``load_state_dict()``), with torch 2.13's sparse arithmetic
-    reproduced bit for bit, indices in the same order:
-
-    * the first buffer is a clone of the gradient (its entries, uncoalesced);
-    * ``buf.mul_(momentum)`` scales the values; torch's in-place product also clears the
-      ``is_coalesced()`` flag when the buffer holds two entries or more;
-    * ``buf.add_(grad, alpha=1 - dampening)`` and nesterov's ``grad.add(buf,
-      alpha=momentum)`` are torch's sparse-sparse addition (:meth:`SparseGrad.add`): a
-      merge walk over both entry lists in storage order that combines equal heads with a
-      BLAS ``axpy`` and keeps every other entry. Nothing is ever coalesced, so the
-      buffer's ``nnz`` grows with nearly every step (past the parameter's size: about 300
-      entries for a 12-row table after 50 steps of 1 to 33 entries each), and each step
-      costs time in proportion to it, in torch and here;
-    * a parameter whose buffer is dense (earlier dense gradients) adds the sparse gradient
-      into it with the dense-plus-sparse kernel and steps densely.
-
-    As in torch, ``weight_decay != 0`` with a sparse gradient raises ``RuntimeError:
-    add(sparse, dense) is not supported. Use add(dense, sparse) instead.``; so does a
-    dense gradient for a parameter whose momentum buffer is sparse, and a sparse gradient
-    with ``nesterov`` for one whose buffer is dense; ``fused=True`` raises
-    ``RuntimeError: `_fused_sgd` does not support sparse gradients``. Unlike torch, these
-    errors come before any parameter or buffer changes.
+    * first momentum buffer: a copy of the gradient, so ``dampening`` skips the first step;
+    * Nesterov's ``g + momentum * b``: one rounding (fused ``add(alpha=)``);
+    * complex parameters: complex arithmetic, not (real, imag) pairs;
+    * sparse gradients: every stored entry added in storage order, never coalesced;
+    * sparse momentum buffer: torch's uncoalesced sparse arithmetic, ``nnz`` growing;
+    * sparse errors: torch's ``RuntimeError`` messages, raised before anything changes.
     """
 
     _supports_sparse_grad = True
@@ -219,18 +195,24 @@ class SGD(Optimizer):
     def _check_sparse_grad(self, p: Any, grad: SparseGrad, group: dict[str, Any]) -> None:
         if group["fused"]:
             raise RuntimeError("`_fused_sgd` does not support sparse gradients")
-        if group["weight_decay"] != 0:
+        weight_decay = group["weight_decay"]
+        # torch's grad.add(param, alpha=weight_decay) parses alpha first: a weight_decay
+        # that is not a number gets the option check's TypeError, not the sparse error
+        if _are_real(weight_decay) and weight_decay != 0:
             raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
         if group["momentum"] != 0 and group["nesterov"]:
             buf = self.state.get(p, {}).get("momentum_buffer")
-            if buf is not None and not isinstance(buf, SparseGrad):
+            if buf is not None and not isinstance(buf, SparseGrad) and _are_real(group["momentum"], group["dampening"]):
                 # torch's grad.add(buf): a sparse gradient plus a dense buffer
                 raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
 
     def _check_dense_grad(self, p: Any, grad: Any, group: dict[str, Any]) -> None:
         if group["momentum"] != 0 and isinstance(self.state.get(p, {}).get("momentum_buffer"), SparseGrad):
-            # torch's buf.add_(grad): a sparse buffer plus a dense gradient
-            raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
+            # torch's buf.mul_(momentum).add_(grad, alpha=1 - dampening): a sparse buffer
+            # plus a dense gradient, once momentum and 1 - dampening were computed (an
+            # option of the wrong type gets the options check's TypeError instead)
+            if _are_real(group["momentum"], group["dampening"]):
+                raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
 
     def __init__(
         self,
@@ -246,14 +228,10 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if scalar(lr) < 0.0:
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if scalar(weight_decay) < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {scalar(weight_decay)}")
+        # torch's SGD writes its checks ``x < 0.0``: NaN passes them
+        check_lr(lr, allow_nan=True)
+        check_nonnegative(momentum, "Invalid momentum value: {}", allow_nan=True)
+        check_weight_decay(weight_decay, allow_nan=True)
 
         defaults = {
             "lr": lr,
@@ -272,14 +250,8 @@ class SGD(Optimizer):
 
         self._check_fused(fused, foreach, differentiable)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("nesterov", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", False)
+    _setstate_options = ("nesterov", "maximize", "foreach", "differentiable", "fused")
+    _setstate_values = {"fused": False}  # torch's SGD.__setstate__, not the signature's None
 
     def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
         # torch reads momentum and dampening only where a momentum buffer already exists
@@ -328,4 +300,4 @@ class SGD(Optimizer):
         )
 
 
-SGD.__doc__ = (SGD.__doc__ or "") + _FLAGS_DOC
+SGD.__doc__ = append_doc(SGD.__doc__, _FLAGS_DOC)

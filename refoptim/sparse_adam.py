@@ -12,9 +12,9 @@ from ._backend import (
     is_array,
     is_complex,
     numel,
-    scalar,
     to_scalar,
 )
+from ._checks import check_betas, check_eps, check_lr
 from .optimizer import Optimizer
 from .sparse import SparseGrad, gather_rows, scatter_rows
 
@@ -145,29 +145,16 @@ class SparseAdam(Optimizer):
     State per parameter: ``step`` (a Python ``int``, unlike every other optimizer's 0-d
     float32 array), ``exp_avg`` and ``exp_avg_sq`` (the parameter's shape and dtype).
 
-    Torch quirks reproduced:
+    Torch quirks reproduced (each explained on the manual's page, "Reproducing torch
+    exactly"):
 
-    * validation: ``lr`` and ``eps`` must be *strictly* positive (``Invalid learning rate:
-      0``), betas in ``[0, 1)``; a multi-element array lr raises ``Tensor lr must be
-      1-element``; complex parameters are refused at construction (``ValueError: Complex
-      params at indices [[group, index], ...]: SparseAdam does not support complex
-      parameters``), but not when added later with ``add_param_group``;
-    * a dense gradient raises ``RuntimeError: SparseAdam does not support dense gradients,
-      please consider Adam instead``;
-    * ``eps`` is added to :math:`\sqrt{v}` *without* bias correction; the bias corrections
-      are folded into the step size ``lr * sqrt(1 - beta2**t) / (1 - beta1**t)``, so the
-      effective epsilon is ``eps * sqrt(1 - beta2**t)`` in Adam's terms;
-    * an empty gradient (no entries) counts a step and changes nothing else;
-    * the moments are updated as ``old + (1 - beta) * (new - old)`` (not Adam's ``lerp``
-      or ``mul``-``addcmul``), each operation rounded; the denominator uses the sum
-      ``dv + v_old`` again rather than reading the stored ``v``;
-    * no ``foreach``/``fused``/``capturable``/``differentiable`` flags, and no
-      ``weight_decay``, as in torch.
-
-    Not reproduced: torch checks the gradients while it steps, so a dense gradient on a
-    later parameter raises after earlier parameters have been updated; refoptim checks
-    every gradient first and changes nothing. torch's CPU ``sqrt`` (MKL) can be one unit
-    off in the last place; refoptim's is correctly rounded.
+    * validation: ``lr`` and ``eps`` strictly positive; complex refused at construction only;
+    * a dense gradient: torch's ``RuntimeError``;
+    * ``eps`` added to :math:`\sqrt{v}` without bias correction (Adam's :math:`\hat\epsilon` form);
+    * an empty gradient counts a step and changes nothing else;
+    * torch's roundings: ``old + (1 - beta) * (new - old)``; the denominator from ``dv + v_old``;
+    * no ``foreach``/``fused``/``capturable``/``differentiable`` flags, no ``weight_decay``;
+    * not reproduced: torch's errors after a partial step; torch's CPU ``sqrt`` (MKL).
 
     Example:
         >>> import numpy as np
@@ -192,16 +179,9 @@ class SparseAdam(Optimizer):
         eps: float = 1e-8,
         maximize: bool = False,
     ) -> None:
-        if is_array(lr) and numel(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 < scalar(lr):
-            raise ValueError(f"Invalid learning rate: {scalar(lr)}")
-        if not 0.0 < eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        check_lr(lr, positive=True)
+        check_eps(eps, positive=True)
+        check_betas(betas)
 
         defaults = {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize}
         super().__init__(params, defaults)
@@ -217,6 +197,15 @@ class SparseAdam(Optimizer):
             raise ValueError(
                 f"Complex params at indices {complex_params}: SparseAdam does not support complex parameters"
             )
+
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # torch skips a gradient without values before it reads lr, eps or a beta's value
+        # (the lengths of betas are unpacked for every group)
+        if all(
+            isinstance(p.grad, SparseGrad) and numel(p.grad.values) == 0 for p in group["params"] if p.grad is not None
+        ):
+            return ("lr", "eps", "betas")
+        return ()
 
     def _check_dense_grad(self, p: Any, grad: Any, group: dict[str, Any]) -> None:
         raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
