@@ -235,8 +235,24 @@ def _schedulers(out: Any) -> tuple[int, list[str]]:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .plot import EXAMPLES, draw, parse_arguments, trace
+    from .plot import EXAMPLES, draw, parse_arguments, plot_trajectories, trace
 
+    if args.trajectory:
+        if args.scheduler is not None:
+            print("error: give a SCHEDULER or --trajectory, not both", file=sys.stderr)
+            return 2
+        output = args.output or f"trajectory-{args.on}.png"
+        try:
+            plot_trajectories(args.trajectory, on=args.on, steps=args.steps, path=output,
+                              width=args.width, height=args.height, dpi=args.dpi)
+        except (ValueError, ImportError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {output}: {', '.join(args.trajectory)} on {args.on}")
+        return 0
+    if args.scheduler is None or args.output is None:
+        print("error: plot needs a SCHEDULER and -o FILE.png, or --trajectory SPEC ...", file=sys.stderr)
+        return 2
     try:
         arguments = parse_arguments((EXAMPLES[args.scheduler] if args.example else []) + args.arguments)
         values = trace(
@@ -251,7 +267,7 @@ def _plot(args: argparse.Namespace) -> int:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     try:
-        draw(values, args.output, width=args.width, height=args.height, dpi=args.dpi)
+        draw(values, args.output, width=args.width, height=args.height, dpi=args.dpi, log=args.log)
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -652,12 +668,23 @@ def main(argv: list[str] | None = None) -> int:
         "plot SequentialLR 'schedulers=[ConstantLR(factor=0.1, total_iters=20), ExponentialLR(gamma=0.9)]' "
         "milestones=[20] -o seq.png; plot LambdaLR 'lr_lambda=lambda e: 0.95 ** e' -o lambda.png",
     )
-    plot.add_argument("scheduler", choices=SCHEDULERS, metavar="SCHEDULER", help="one of: " + ", ".join(SCHEDULERS))
+    plot.add_argument("scheduler", nargs="?", choices=SCHEDULERS, metavar="SCHEDULER", help="one of: " + ", ".join(SCHEDULERS))
     plot.add_argument("arguments", nargs="*", metavar="name=value", help="the scheduler's arguments")
     plot.add_argument("--example", action="store_true", help="start from refoptim.plot.EXAMPLES' arguments for SCHEDULER")
-    plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the PNG")
+    plot.add_argument("-o", "--output", metavar="FILE.png", help="where to write the PNG (required for a schedule; "
+                      "default trajectory-FUNCTION.png for --trajectory)")
     plot.add_argument("--lr", type=float, action="append", help="a parameter group's initial lr (repeat for more groups; default 0.1)")
-    plot.add_argument("--steps", type=int, help="steps to draw (default: OneCycleLR's total_steps, else 100)")
+    plot.add_argument("--steps", type=int, help="steps to draw (default: OneCycleLR's total_steps, else 100; "
+                      "with --trajectory: 300 on rosenbrock, 100 on quadratic and saddle)")
+    plot.add_argument("--log", action="store_true", help="the lr on a log scale (for a schedule whose tail matters)")
+    plot.add_argument(
+        "--trajectory", nargs="+", metavar="SPEC",
+        help="instead of a schedule: each optimizer's path on a 2-D test function, computed by refoptim; "
+        "SPEC is Name or Name:key=value,key=value with Python literals, e.g. --trajectory Adam SGD:momentum=0.9 "
+        "'Adam:betas=(0.8,0.99)'; options not given take the function's default lr",
+    )
+    plot.add_argument("--on", choices=["rosenbrock", "quadratic", "saddle"], default="rosenbrock",
+                      help="with --trajectory: the test function (default rosenbrock)")
     plot.add_argument("--optimizer", choices=["SGD", "Adam"], default="SGD", help="SGD (momentum 0.9) or Adam, whose momentum/beta1 a cycling scheduler drives")
     plot.add_argument("--metric", default=DEFAULT_METRIC, help=f"ReduceLROnPlateau's metric as an expression in epoch (default: {DEFAULT_METRIC})")
     plot.add_argument("--width", type=float, default=6.4, help="inches (default 6.4)")

@@ -7,7 +7,7 @@ are bit-identical to torch's for Python-float hyper-parameters.
 Array learning rates: where torch keeps a ``Tensor`` lr in a group and writes it in place
 (``param_group["lr"].fill_(value)``, its ``_update_param_group_val``), refoptim does the same
 for an array lr (a 0-d or 1-element array): the new value is cast to the array's dtype and
-written in place with :func:`refoptim._backend.assign` (an immutable array, e.g. JAX, is
+written in place with ``refoptim._backend.assign`` (an immutable array, e.g. JAX, is
 rebound in the group instead). Values read from the groups (``base_lrs``, ``get_last_lr()``)
 are copies, as torch's ``.clone()`` s are, so they never alias a group's lr.
 
@@ -826,7 +826,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     .. math::
         \eta \leftarrow \max(\eta \cdot \text{factor}, \eta_{min})
-        \quad\text{if more than ``patience`` bad epochs, and only if }
+        \quad\text{if more than } \mathit{patience} \text{ bad epochs, and only if }
         \eta_{old} - \eta_{new} > \epsilon
 
     A metric ``a`` is better than ``best`` when (``threshold_mode``, ``mode``):
@@ -1243,7 +1243,8 @@ class OneCycleLR(LRScheduler):
         max_lr (float or list): peak lr(s).
         total_steps (int, optional): number of steps; or give ``epochs`` and
             ``steps_per_epoch``.
-        epochs (int, optional), steps_per_epoch (int, optional): see ``total_steps``.
+        epochs (int, optional): with ``steps_per_epoch``, in place of ``total_steps``.
+        steps_per_epoch (int, optional): with ``epochs``, in place of ``total_steps``.
         pct_start (float): fraction of the cycle spent increasing. Default: 0.3.
         anneal_strategy (str): ``'cos'`` or ``'linear'``. Default: ``'cos'``.
         cycle_momentum (bool): Default: True.
