@@ -3,7 +3,7 @@
 Build it (warnings are errors) and run its doctests with::
 
     pip install -e ".[docs]"
-    python -m sphinx -W --keep-going -b html docs docs/_build/html
+    python -m sphinx -n -W --keep-going -b html docs docs/_build/html
     python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest
 
 The schedule plots are drawn at build time by ``refoptim.plot`` (the code behind
@@ -37,6 +37,9 @@ extensions = [
     "sphinx.ext.viewcode",  # every rule's source beside its math
     "myst_parser",  # the Markdown pages (conformance, design notes, backends)
     "schedule_plots",  # docs/_ext: schedule plots drawn by refoptim.plot at build time
+    "trajectory_plots",  # docs/_ext: optimizer trajectories on 2-D test functions, drawn at build time
+    "optimizer_pages",  # docs/_ext: optimizer pages' references, lineage and rule listings from the code
+    "registry_tables",  # docs/_ext: the optimizer index's table, from refoptim.registry
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -54,6 +57,38 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 napoleon_use_ivar = True
+
+# -- nitpicky mode (``-n``) ----------------------------------------------------------
+# The manual is built with ``-n -W``: every cross-reference must resolve. Two kinds of names
+# have no target and are ignored here, nothing else (a broken reference to refoptim's own
+# code is fixed where it is written, never listed here):
+# - the plain-English words of torch-style Google types, e.g. ``(iterable of Parameter)``,
+#   ``(float, optional)``, ``(0-d array)``: napoleon hands the type to the Python domain,
+#   which makes every word between "or", "of" and commas a class reference.
+# - the standard library's names (``json``, ``zipfile``, ``os.PathLike``, ``open``): the
+#   manual builds offline, without intersphinx, so Python's own documentation is not
+#   linked; builtins (``int``, ``str``, ``None``) need no entry, Sphinx resolves them.
+nitpick_ignore = [
+    *(
+        ("py:class", word)
+        for word in (
+            "optional",
+            "iterable",
+            "callable",
+            "function",
+            "sequence",
+            "keyword-only",
+            "0-d array",
+            "1-element array",
+        )
+    ),
+    ("py:mod", "json"),
+    ("py:mod", "zipfile"),
+    ("py:class", "os.PathLike"),
+    ("py:func", "open"),
+    # The private base of ChainedScheduler and SequentialLR, named by show-inheritance.
+    ("py:class", "refoptim.lr_scheduler._ComposedScheduler"),
+]
 
 # -- doctest -------------------------------------------------------------------------
 # Pages and docstrings carry self-contained examples (imports included), so that a reader

@@ -100,6 +100,8 @@ __all__ = [
     "EXPECTED_PATH",
     "QUICK_STEPS",
     "Fingerprint",
+    "Agreement",
+    "agreement",
     "canonical_bytes",
     "compare",
     "compute",
@@ -117,7 +119,7 @@ DEFAULT_STEPS = 8
 """Steps per optimizer configuration in one run (see :func:`steps_of`)."""
 
 QUICK_STEPS = 2
-"""The second step count the committed file holds digests for: the slow backends' check
+"""The second step count the committed file holds digests for, the slow backends' check
 (array-api-strict runs about ten times slower than NumPy)."""
 
 ASGD_FACTOR = 3

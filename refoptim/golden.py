@@ -103,15 +103,15 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-"""The manifest's ``schema_version``: raised when a field changes meaning or goes away."""
+"""The manifest's ``schema_version``, raised when a field changes meaning or goes away."""
 
 MANIFEST = "manifest.json"
 SCHEMA_PATH = Path(__file__).resolve().parent / "testing" / "golden.schema.json"
 DIGESTS_PATH = Path(__file__).resolve().parent / "testing" / "golden_digests.json"
 
 FLAGS = IMPLEMENTATION_FLAGS
-"""Constructor flags that only pick one of torch's implementations: not in the manifest
-(:data:`refoptim.testing.matrix.IMPLEMENTATION_FLAGS`)."""
+"""Constructor flags that only pick one of torch's implementations, and so are not in the
+manifest (:data:`refoptim.testing.matrix.IMPLEMENTATION_FLAGS`)."""
 
 COVERED_EXTENSIONS = ("Adafactor",)
 """Optimizers of ``matrix.EXTENSIONS`` the corpus covers (besides the elementwise ones)."""

@@ -77,7 +77,7 @@ def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[list[Any], list[Any]
         immutable arrays these are new arrays: keep what it returns).
 
     Rounding: torch calls ``torch._foreach_lerp_(ema, current, 1 - decay)``, i.e.
-    :func:`refoptim._primitives.lerp_` with weight ``1 - decay`` (a fused multiply-add). For
+    refoptim's ``_primitives.lerp_`` with weight ``1 - decay`` (a fused multiply-add). For
     integer arrays torch computes ``ema * decay + current * (1 - decay)`` in float32 and copies
     the result back (truncating); so does this function.
     """
@@ -225,7 +225,7 @@ class AveragedModel:
     r"""Running averages (SWA or EMA) of a list of parameters: torch's ``AveragedModel``
     without a module.
 
-    torch's :class:`~torch.optim.swa_utils.AveragedModel` deep-copies an ``nn.Module`` and
+    torch's ``torch.optim.swa_utils.AveragedModel`` deep-copies an ``nn.Module`` and
     averages its parameters. refoptim has no modules, so this class holds deep copies of a
     list of :class:`~refoptim.Parameter` s (``self.params``, also reachable as
     ``self.module``) and averages them with the same logic. Differences from torch: no
@@ -289,17 +289,19 @@ class AveragedModel:
         self.params: list[Parameter] = [
             Parameter(_copy(p.data), name=p.name) if isinstance(p, Parameter) else Parameter(_copy(p)) for p in params
         ]
+        """The averaged parameters, deep copies of those given (torch's ``module``)."""
         xp = array_namespace(self.params[0].data) if self.params else None
         if xp is None:
             import numpy as xp
         self.n_averaged = xp.asarray(0, dtype=xp.int64)
+        """The number of models averaged so far, a 0-d int64 array (torch's buffer)."""
         self.avg_fn = avg_fn
         self.multi_avg_fn = multi_avg_fn
         self.use_buffers = use_buffers
 
     @property
     def module(self) -> list[Parameter]:
-        """The averaged parameters (torch's ``AveragedModel.module``): ``self.params``."""
+        """The averaged parameters, :attr:`params` (torch's ``AveragedModel.module``)."""
         return self.params
 
     def parameters(self) -> list[Parameter]:
@@ -376,7 +378,7 @@ class SWALR(LRScheduler):
         anneal_strategy (str): ``"cos"`` (default) or ``"linear"``; else ``ValueError``.
         last_epoch (int): the index of the last epoch (default: -1).
 
-    Calling :meth:`get_lr` outside :meth:`step` warns (``UserWarning``) as torch does.
+    Calling :meth:`get_lr` outside :meth:`~refoptim.lr_scheduler.LRScheduler.step` warns (``UserWarning``) as torch does.
     """
 
     def __init__(
@@ -415,7 +417,8 @@ class SWALR(LRScheduler):
     def get_lr(self) -> list[Any]:
         """The next learning rate of each group: the interpolation between ``group["lr"]``
         and ``group["swa_lr"]`` one step further (see the class docstring); ``swa_lr`` once
-        ``anneal_epochs`` are done. Use :meth:`get_last_lr` to read the current lrs."""
+        ``anneal_epochs`` are done. Use
+        :meth:`~refoptim.lr_scheduler.LRScheduler.get_last_lr` to read the current lrs."""
         if not self._get_lr_called_within_step:
             warnings.warn(
                 "To get the last learning rate computed by the scheduler, please use `get_last_lr()`.",

@@ -19,10 +19,10 @@ def test_readme_has_the_two_commands():
 
 
 def test_ci_builds_the_manual_as_the_readme_says():
-    """The README's docs commands are the ones CI runs (warnings are errors, doctests)."""
+    """The README's docs commands are the ones CI runs (nitpicky, warnings are errors, doctests)."""
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    html = "python -m sphinx -W --keep-going -b html docs docs/_build/html"
+    html = "python -m sphinx -n -W --keep-going -b html docs docs/_build/html"
     doctest = "python -m sphinx -W --keep-going -b doctest docs docs/_build/doctest"
     assert f'pip install -e ".[docs]" && {html}' in text and doctest in text
     assert 'pip install --quiet -e ".[docs]"' in ci and html in ci and doctest in ci

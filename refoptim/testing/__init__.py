@@ -5,7 +5,7 @@ refoptim's side), the comparison of another implementation with refoptim
 ``python -m refoptim conformance``, and the committed digests of ``python -m refoptim
 fingerprint`` (``fingerprint.json``).
 
-Only :mod:`refoptim.testing.torch_adapter`, :mod:`refoptim.testing.runner` and the
+Only :mod:`!refoptim.testing.torch_adapter`, :mod:`!refoptim.testing.runner` and the
 harnesses built on them (``conformance_*``, ``schedulers``, ``swa``) need torch;
 importing this package does not.
 """

@@ -438,7 +438,7 @@ DEVIATIONS: dict[tuple[str, str], str] = {
         )
     },
 }
-"""Where a backend may give other bits than NumPy, with the measured cause:
+"""Where a backend may give other bits than NumPy, with the measured cause, as
 ``{(backend, section): cause}``, a section being an optimizer's name (``"Adagrad
 (sparse)"`` for its sparse-gradient configurations), ``"schedulers"`` or ``"swa_utils"``.
 ``tests/test_backend_agreement.py`` runs every backend that installs and fails on any
@@ -456,9 +456,9 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "recomputing the history), bit-identical where measured (docs/guides/dask.md)"
     ),
 }
-NOT_RUN.update({("dask-distributed", section): why for (_, section), why in list(NOT_RUN.items())})
 """Sections :func:`refoptim.fingerprint.agreement` does not run on a backend, with the
 measured reason (too slow to be a test there); the README's table lists them."""
+NOT_RUN.update({("dask-distributed", section): why for (_, section), why in list(NOT_RUN.items())})
 
 
 def deviations_of(name: str) -> dict[str, str]:

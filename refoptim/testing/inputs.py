@@ -260,7 +260,7 @@ def build_refoptim(cfg: Config, values: list[np.ndarray], backend: str = "numpy"
 
 # =========================================================================== LBFGS
 LBFGS_OBJECTIVES = ("quadratic", "rosenbrock", "logistic")
-"""The objectives of the LBFGS configurations (all with feedback: the gradient depends on
+"""The objectives of the LBFGS configurations, all with feedback (the gradient depends on
 the parameters)."""
 
 
@@ -389,11 +389,11 @@ def lbfgs_configs(optimizers: list[str] | None, dtypes: tuple[str, ...], steps: 
 
 # =========================================================================== Muon
 MUON_SHAPES: tuple[Any, ...] = ((3, 4), (4, 3), (5, 5), (1, 6), "view")
-"""The parameters of every Muon configuration but the ``"large"`` ones: ``"view"`` is a
+"""The parameters of every Muon configuration but the ``"large"`` ones; ``"view"`` is a
 non-contiguous (3, 4) view of a (6, 9) array."""
 
 MUON_LARGE_SHAPES: tuple[Any, ...] = ((24, 40), (64, 48))
-"""The parameters of the ``"large"`` objective (a fixed gradient sequence): matrices whose
+"""The parameters of the ``"large"`` objective (a fixed gradient sequence), matrices whose
 products sum enough terms that torch's float32 sums land on a bfloat16 rounding boundary
 where refoptim's exact products do not, so a few elements round to the neighbouring
 bfloat16 (a known deviation, see thresholds.KNOWN_DEVIATIONS)."""
@@ -739,7 +739,7 @@ SCHEDULER_CONFIGS = {
     "Sequential-Multi-Lambda": lambda ns, o: ns.SequentialLR(o, [
         ns.MultiStepLR(o, [3, 6]), ns.LambdaLR(o, lambda e: 0.9 ** e)], milestones=[12]),
 }
-"""Every scheduler configuration by name: ``factory(namespace, optimizer)`` builds the
+"""Every scheduler configuration by name; ``factory(namespace, optimizer)`` builds the
 scheduler(s) from ``namespace`` (``torch.optim.lr_scheduler`` or ``refoptim.lr_scheduler``)."""
 
 SCHEDULER_STEPS = {"OneCycleLR": 100, "OneCycleLR-lin": 77, "OneCycleLR-3ph": 90, "OneCycleLR-3ph-lin": 64,
@@ -775,8 +775,8 @@ AVERAGING_SETUPS: dict[str, tuple[str, str, tuple[Any, ...]] | None] = {
     "ema-single": ("avg_fn", "get_ema_avg_fn", ()),
     "ema-single-0.9": ("avg_fn", "get_ema_avg_fn", (0.9,)),
 }
-"""Averaging setups by name: ``(keyword of AveragedModel, factory function, its
-arguments)``, or ``None`` for AveragedModel's default (an equal-weight SWA average)."""
+"""Averaging setups by name, each ``(keyword of AveragedModel, factory function, its
+arguments)`` or ``None`` for AveragedModel's default (an equal-weight SWA average)."""
 
 
 def averaging_kwargs(name: str, namespace: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The figures of one conformance configuration and their verdict (:class:`Result`), and
-torch's own spread (:class:`Spread`): torch-free, shared by the torch runners
+"""The figures of one conformance configuration and their verdict
+(:class:`~refoptim.testing.results.Result`), and torch's own spread
+(:class:`~refoptim.testing.results.Spread`): torch-free, shared by the torch runners
 (:mod:`!refoptim.testing.runner` and the ``conformance_*`` harnesses) and by
 :func:`refoptim.testing.compare`, which judges another implementation against refoptim.
 """
@@ -29,7 +30,7 @@ class Spread:
     """
 
     orders: str = ""
-    """The other orders the twin ran (several: the figures are the worst of them)."""
+    """The other orders the twin ran (where several ran, the figures are the worst of them)."""
     param_rel: float = 0.0
     state_rel: float = 0.0
     trajectory: float = 0.0
@@ -80,13 +81,17 @@ class Result:
     """The free-running relative error after each step (``trajectory`` is the last), where
     the harness records it (the elementwise runner does); empty otherwise."""
     structure_errors: list[str] = field(default_factory=list)
+    """Where the layout differs from the reference's (state keys, shapes and dtypes, parameter
+    group keys, LBFGS's returned loss), one message each; any is the miss ``"structure"``."""
     seconds: float = 0.0
     backend: str = "numpy"
     torch_device: str = "cpu"
     torch_foreach: bool = False
     skipped: str = ""
+    """Why torch's requested path rejects the configuration (status ``skipped``), or an
+    empty string when it ran."""
     reference: str = "torch"
-    """What the figures were measured against: ``"torch"`` (the conformance runners) or
+    """What the figures were measured against, ``"torch"`` (the conformance runners) or
     ``"refoptim"`` (:func:`refoptim.testing.compare`, another implementation judged against
     refoptim). The lists of ``thresholds`` (known deviations, the sensitivity section)
     describe refoptim against torch and apply only to the first."""
@@ -97,7 +102,7 @@ class Result:
     which no order changes) so that torch's twin can be held against them."""
     unfused: Result | None = None
     """The same configuration measured again with torch's two-operation rounding of
-    ``lerp``, ``add(alpha=)`` and ``addcmul`` (:mod:`refoptim.testing.torch_kernels`), when
+    ``lerp``, ``add(alpha=)`` and ``addcmul`` (:mod:`!refoptim.testing.torch_kernels`), when
     refoptim missed a threshold on a machine whose torch kernels do not fuse them
     (``ATEN_CPU_CAPABILITY=default``, CPUs without AVX2)."""
     twin: Spread | None = None
@@ -113,7 +118,7 @@ class Result:
 
     @property
     def misses(self) -> list[str]:
-        """The figures that miss their threshold: ``"structure"``, ``"counters"``,
+        """The figures that miss their threshold, among ``"structure"``, ``"counters"``,
         ``"param"``, ``"state"``, ``"update"``, ``"trajectory"``."""
         limit = self.limit
         out = []
@@ -150,7 +155,7 @@ class Result:
 
     @property
     def unit(self) -> str:
-        """The unit of ``param_ulp``/``state_ulp``: ``"ULP"``, or ``"rel"`` (relative
+        """The unit of ``param_ulp`` and ``state_ulp``, ``"ULP"`` or ``"rel"`` (relative
         error) for the optimizers that are not elementwise."""
         return thresholds.one_step_limit(self.config.optimizer, self.config.dtype)[1]
 
@@ -163,17 +168,18 @@ class Result:
 
     @property
     def gating(self) -> bool:
-        """False for the configurations of ``thresholds.SENSITIVITY``: reported in the
-        sensitivity section beside torch's twin, never failing the run."""
+        """False for the configurations of ``thresholds.SENSITIVITY``, which are reported in
+        the sensitivity section beside torch's twin, never failing the run."""
         return self.reference != "torch" or self.config.id not in thresholds.SENSITIVITY
 
     @property
     def verdict(self) -> str:
-        """The figures' judgement, before the lists of ``thresholds``: ``pass`` (every
+        """The figures' judgement, before the lists of ``thresholds``; ``pass`` (every
         threshold met), ``sensitive`` (refoptim misses, and torch's twin misses every
-        threshold refoptim misses, as :func:`thresholds.within_spread` decides: torch's
-        own result moves that far on this machine; or refoptim re-run with this machine's
-        unfused torch kernels, :attr:`unfused`, meets every threshold), or ``fail``."""
+        threshold refoptim misses, as :func:`~refoptim.testing.thresholds.within_spread`
+        decides: torch's own result moves that far on this machine; or refoptim re-run with
+        this machine's unfused torch kernels, :attr:`unfused`, meets every threshold), or
+        ``fail``."""
         misses = self.misses
         if not misses:
             return "pass"
@@ -245,7 +251,7 @@ class Result:
 
     @property
     def twin_text(self) -> str:
-        """What torch's own spread showed, in a line: the re-run with this machine's unfused
+        """What torch's own spread showed, in a line; the re-run with this machine's unfused
         torch kernels (:attr:`unfused`) and torch's twin's figures (empty when neither ran)."""
         parts = []
         if self.unfused is not None:

@@ -67,7 +67,7 @@ AVERAGING: dict[str, tuple[Any, Any]] = {
     name: (lambda name=name: averaging_kwargs(name, tswa), lambda name=name: averaging_kwargs(name, rswa))
     for name in AVERAGING_SETUPS
 }
-"""Averaging setups by name: the torch and refoptim keyword arguments of AveragedModel."""
+"""Averaging setups by name, each the torch and refoptim keyword arguments of AveragedModel."""
 
 
 def _trajectory(dtype: Any, n: int = AVERAGING_UPDATES, shapes: tuple = ((7,), (3, 4), ())) -> list[list[np.ndarray]]:

@@ -81,8 +81,11 @@ class Columns:
     """The widths of the text columns: the optimizer, the short id and the configuration."""
 
     id: int = 17
+    """The width of the short id column."""
     label: int = DEFAULT_LABEL_WIDTH
+    """The width of the configuration column; longer labels wrap."""
     optimizer: int = 9
+    """The width of the optimizer column."""
 
     @classmethod
     def fit(cls, configs: Iterable[Any], label_width: int = DEFAULT_LABEL_WIDTH) -> Columns:

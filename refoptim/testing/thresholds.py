@@ -24,7 +24,7 @@ thresholds this module keeps three things (``docs/conformance.md`` gives the rul
 - ``KNOWN_DEVIATIONS``: configurations that miss a threshold for a measured cause outside
   refoptim's control. They do not fail the run; one that meets every threshold on a given
   machine is reported as "KNOWN, not seen here" and does not fail either.
-- torch's twin (:class:`refoptim.testing.runner.Spread`): for the harnesses whose figures
+- torch's twin (:class:`refoptim.testing.results.Spread`): for the harnesses whose figures
   depend on torch's summation order (LBFGS's dot products, Muon's bfloat16 Newton–Schulz
   products), torch re-run in the same process with another, equally valid order. A miss of
   refoptim that the twin misses in the same way (:func:`within_spread`, and iteration
@@ -39,6 +39,8 @@ ONE_STEP_ULP: dict[str, float] = {
     "float64": 4.0,
     "complex64": 4.0,
 }
+"""The worst teacher-forced one-step error of the parameter and of every state entry, in
+ULP of the operands' scale, per dtype (see the module docstring)."""
 
 UPDATE_ULP: dict[str, float] = {
     "float32": 8.0,
@@ -64,6 +66,8 @@ TRAJECTORY_REL: dict[str, float] = {
     "float64": 1e-12,
     "complex64": 1e-4,
 }
+"""The free-running relative error allowed after all steps, per dtype (see the module
+docstring)."""
 
 
 ONE_STEP_REL: dict[str, dict[str, float]] = {
