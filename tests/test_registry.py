@@ -162,6 +162,29 @@ def test_page_exists(info):
     assert (DOCS / f"{info.page}.rst").is_file(), f"docs/{info.page}.rst is missing"
 
 
+PAGE_SECTIONS = (
+    "Lineage and references",
+    "Algorithm, arguments, state and torch quirks",
+    "The rule in code",
+    "Reproducing torch exactly",
+    "Trajectory",
+    "Example",
+    "Differences from other libraries",
+)
+
+
+@pytest.mark.parametrize("info", INFOS, ids=_ids)
+def test_page_has_every_part(info):
+    """Every page: the sections the optimizer index promises, its lineage, papers and torch
+    source (rendered from the registry), its class docstring, and its trajectory plot."""
+    text = (DOCS / f"{info.page}.rst").read_text()
+    headings = [a for a, b in zip(text.splitlines(), text.splitlines()[1:]) if b.startswith("---") and set(b) == {"-"}]
+    assert [h for h in headings if h in PAGE_SECTIONS] == list(PAGE_SECTIONS), headings
+    assert f".. refoptim-references:: {info.name}\n" in text
+    assert f".. autoclass:: refoptim.{info.name}" in text
+    assert re.search(r"^\.\. refoptim-trajectory:: \S", text, re.M), "no trajectory plot"
+
+
 def test_optimizer_index_toctree_is_the_registry_order():
     text = (DOCS / "optimizers" / "index.rst").read_text()
     assert ".. refoptim-optimizer-table::" in text  # the table is generated from the registry
