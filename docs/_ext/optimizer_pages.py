@@ -199,7 +199,33 @@ def _fix_backlinks(app: Sphinx, pagename: str, templatename: str, context: dict[
     context["body"] = _BACKLINK.sub(fix, context["body"])
 
 
+def _check_backlinks(app: Sphinx, exception: Exception | None) -> None:
+    """After an HTML build: every link with an anchor on a ``_modules/`` page must point at
+    an id that exists on its target page; each one that does not is a warning (an error
+    under ``-W``), so a broken "[docs]" back-link fails the build."""
+    if exception is not None or app.builder.format != "html":
+        return
+    root = Path(app.outdir)
+    ids_of: dict[Path, set[str]] = {}
+
+    def ids(page: Path) -> set[str]:
+        if page not in ids_of:
+            text = page.read_text(encoding="utf-8") if page.is_file() else ""
+            ids_of[page] = set(re.findall(r'\bid="([^"]+)"', text))
+        return ids_of[page]
+
+    for page in sorted((root / "_modules").rglob("*.html")):
+        for href in re.findall(r'href="([^"]+#[^"]+)"', page.read_text(encoding="utf-8")):
+            path, fragment = html.unescape(href).split("#", 1)
+            if "://" in path:
+                continue
+            target = (page.parent / path).resolve() if path else page
+            if fragment not in ids(target):
+                logger.warning(f"viewcode link {page.relative_to(root)} -> {href}: no such anchor")
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("build-finished", _check_backlinks)
     app.add_directive("refoptim-references", References)
     app.add_directive("refoptim-source", SourceListing)
     app.connect("doctree-read", _record_ids)
