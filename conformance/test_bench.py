@@ -1,11 +1,12 @@
-"""``python -m refoptim bench``: rows, ratios, JSON and errors, on a tiny workload (the
-figures themselves are measurements, never asserted)."""
+"""``python -m refoptim bench``: rows, ratios, page faults and ``sys`` time, fresh
+subprocesses, allocator settings, JSON, Markdown and errors, on a tiny workload (the
+figures themselves are measurements, never asserted beyond being sensible)."""
 
 import json
 
 import pytest
 
-from refoptim import bench
+from refoptim import bench, registry
 from refoptim.__main__ import main
 
 
@@ -13,6 +14,17 @@ from refoptim.__main__ import main
 def tiny(monkeypatch):
     monkeypatch.setitem(bench.WORKLOADS, "t", (3, 1000))
     return "t"
+
+
+def _figures_are_sensible(row):
+    assert row.refoptim_ms > 0 and row.refoptim_faults >= 0 and row.refoptim_sys_ms >= 0
+    assert set(row.torch_faults) == set(row.torch_sys_ms) == set(row.torch_ms)
+    for v, ms in row.torch_ms.items():
+        if ms is None:
+            assert row.torch_faults[v] is None and row.torch_sys_ms[v] is None
+        else:
+            assert ms > 0 and row.torch_faults[v] >= 0 and row.torch_sys_ms[v] >= 0
+    assert row.peak_extra_memory > 0
 
 
 def test_measure_fills_every_figure(tiny):
@@ -23,6 +35,24 @@ def test_measure_fills_every_figure(tiny):
     assert all(v is not None and v > 0 for v in row.torch_ms.values())  # Adam has a fused CPU kernel
     assert row.ratios["foreach=True"] == pytest.approx(row.refoptim_ms / row.torch_ms["foreach=True"])
     assert row.peak_extra_memory > 0
+    _figures_are_sensible(row)
+    assert (row.process, row.env) == ("shared", {})
+    as_json = json.loads(json.dumps(row.as_dict()))
+    for key in ("refoptim_faults", "refoptim_sys_ms", "torch_faults", "torch_sys_ms", "process", "env", "env_seen"):
+        assert key in as_json
+
+
+def test_page_faults_count_fresh_memory():
+    """The counter behind faults/step sees memory being touched afresh."""
+    import mmap
+
+    def touch_fresh_pages():
+        with mmap.mmap(-1, 1 << 22) as m:  # 4 MB of new anonymous memory, every page written
+            m.write(b"\1" * (1 << 22))
+
+    timing = bench._timed(touch_fresh_pages, 3)
+    assert timing.faults >= 1 and timing.sys_ms >= 0 and timing.ms > 0
+    assert bench._timed(lambda: None, 3).faults < timing.faults
 
 
 def test_optimizer_without_a_fused_kernel_reports_none(tiny):
@@ -37,19 +67,124 @@ def test_run_prints_one_row_per_pair(tiny, capsys):
     assert [(r.optimizer, r.workload) for r in rows] == [("SGD", tiny), ("AdamW", tiny)]
     lines = [line for line in text.splitlines() if line.startswith(("SGD ", "AdamW "))]
     assert len(lines) == 2 and all("x)" in line and line.endswith("x") for line in lines)
+    assert all("faults/step" in line and "sys ms/step" in line for line in lines)
+    header = text.splitlines()[1]
+    assert "faults/step" in header and "sys ms/step" in header and "process" in header
 
 
-def test_cli_json(tiny, tmp_path, monkeypatch):
-    path = tmp_path / "bench.json"
-    monkeypatch.setattr(bench, "DEFAULT_OPTIMIZERS", ("SGD",))
+def test_every_elementwise_optimizer_is_benchmarked():
+    assert bench.ALL_OPTIMIZERS == registry.names(elementwise=True)
+    assert len(bench.ALL_OPTIMIZERS) == 11
+    assert set(bench.DEFAULT_OPTIMIZERS) < set(bench.ALL_OPTIMIZERS)
+
+
+def test_cli_all_selects_the_eleven(monkeypatch):
+    seen = {}
+
+    def fake_run(optimizers, workloads, repeats, **options):
+        seen.update(optimizers=optimizers, options=options)
+        return []
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    assert main(["bench", "--all", "--repeats", "1"]) == 0
+    assert tuple(seen["optimizers"]) == registry.names(elementwise=True)
+    assert seen["options"] == {"process": "both"}
+    assert main(["bench", "--process", "shared", "--malloc-env", "--optimizer", "SGD"]) == 0
+    assert seen["optimizers"] == ["SGD"] and seen["options"] == {"malloc_env": []}
+    assert main(["bench", "--process", "fresh", "--malloc-env", "MALLOC_ARENA_MAX=2", "--malloc-env", "A=B=C"]) == 0
+    assert seen["optimizers"] is None  # the registry's bench_default ones
+    assert seen["options"] == {"process": "fresh", "malloc_env": [("MALLOC_ARENA_MAX", "2"), ("A", "B=C")]}
+    assert main(["bench", "--malloc-env", "NOEQUALS"]) == 2
+    assert main(["bench", "--all", "--optimizer", "SGD"]) == 2
+
+
+def test_fresh_process_returns_the_same_structure(tiny):
+    shared = bench.measure("Rprop", tiny, repeats=1, torch_variants=("foreach=True", "fused=True"))
+    fresh = bench.measure("Rprop", tiny, repeats=1, torch_variants=("foreach=True", "fused=True"), process="fresh")
+    assert fresh.process == "fresh" and shared.process == "shared"
+    assert set(fresh.as_dict()) == set(shared.as_dict())
+    for row in (shared, fresh):
+        assert set(row.torch_ms) == {"foreach=True", "fused=True"}
+        assert row.torch_ms["fused=True"] is None  # no fused Rprop in torch
+        _figures_are_sensible(row)
+    # the same seeded data and options: the same state, so the same extra memory
+    assert fresh.peak_extra_memory == pytest.approx(shared.peak_extra_memory, rel=0.05)
+
+
+def test_malloc_env_reaches_the_fresh_process(tiny, monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "131072")  # the caller's environment is passed on unchanged
+    row = bench.measure("SGD", tiny, repeats=1, torch_variants=(), process="fresh", env={"MALLOC_ARENA_MAX": "1"})
+    assert row.env == {"MALLOC_ARENA_MAX": "1"}
+    assert row.env_seen == {"MALLOC_ARENA_MAX": "1", "MALLOC_TOP_PAD_": "131072"}
+    with pytest.raises(ValueError, match="fresh"):
+        bench.measure("SGD", tiny, repeats=1, env={"MALLOC_ARENA_MAX": "1"})
+
+
+def test_run_configurations():
+    assert bench._configs("shared", None) == [("shared", {})]
+    assert bench._configs("both", None) == [("shared", {}), ("fresh", {})]
+    assert bench._configs("shared", []) == [("shared", {}), ("fresh", {})] + [
+        ("fresh", {k: v}) for k, v in bench.MALLOC_SETTINGS
+    ]
+    assert bench._configs("fresh", {"MALLOC_ARENA_MAX": 2}) == [("fresh", {}), ("fresh", {"MALLOC_ARENA_MAX": "2"})]
+    assert {k for k, _ in bench.MALLOC_SETTINGS} == {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX"}
+    with pytest.raises(ValueError, match="unknown process"):
+        bench._configs("nope", None)
+
+
+def _row(name, workload, ms, foreach_ms, process="fresh", env=None):
+    return bench.Row(
+        name, workload, 1, 10, ms, {"foreach=False": ms, "foreach=True": foreach_ms, "fused=True": None},
+        process=process, env=env or {},
+    )
+
+
+def test_malloc_changes_and_markdown():
+    trim = {"MALLOC_TRIM_THRESHOLD_": "1000000000"}
+    rows = [
+        _row("SGD", "a", 1.0, 2.0, "shared"),
+        _row("SGD", "a", 1.0, 2.0),
+        _row("SGD", "a", 3.0, 2.0, env=trim),  # ratio 0.5 -> 1.5: 3x worse
+        _row("Adam", "a", 2.0, 2.0, "shared"),
+        _row("Adam", "a", 2.0, 2.0),
+        _row("Adam", "a", 2.0, 4.0, env=trim),  # ratio 1.0 -> 0.5: better
+    ]
+    (change,) = bench.malloc_changes(rows)
+    assert change["env"] == trim and change["worst"] == "SGD a"
+    assert change["worst_change"] == pytest.approx(3.0)
+    assert change["changes"]["Adam a"] == pytest.approx(0.5)
+    assert (change["min_ratio"], change["max_ratio"]) == (0.5, 1.5)
+    text = bench.markdown(rows)
+    tables = [t for t in text.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 3
+    summary = tables[0].splitlines()
+    assert summary[0] == "| optimizer | a 1 x 10 (one process) | a 1 x 10 (fresh processes) |"
+    assert [line.split(" | ")[0] for line in summary[2:]] == ["| SGD", "| Adam"]  # one row per optimizer
+    assert summary[2] == "| SGD | 0.50x | 0.50x |"
+    for table in tables:
+        widths = {line.count("|") for line in table.splitlines()}
+        assert len(widths) == 1  # every row as wide as the header
+    assert "**3.00** (SGD a)" in tables[2]
+
+
+def test_cli_json_and_markdown(tiny, tmp_path, monkeypatch):
+    path, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    monkeypatch.setattr(bench, "DEFAULT_OPTIMIZERS", ("SGD", "Adam"))
     real_run = bench.run
-    monkeypatch.setattr(bench, "run", lambda o, w, r: real_run(o, [tiny], r))
-    assert main(["bench", "--repeats", "1", "--json", str(path)]) == 0
+    monkeypatch.setattr(bench, "run", lambda o, w, r, **k: real_run(o, [tiny], r, **k))
+    assert main(["bench", "--repeats", "1", "--process", "shared", "--json", str(path), "--markdown", str(md)]) == 0
     data = json.loads(path.read_text())
     assert data["torch"].startswith("2.13.0")
-    (row,) = data["rows"]
-    assert row["optimizer"] == "SGD" and row["workload"] == tiny
+    assert [row["optimizer"] for row in data["rows"]] == ["SGD", "Adam"]
+    row = data["rows"][0]
+    assert row["workload"] == tiny and row["process"] == "shared"
     assert set(row["ratios"]) == {"foreach=False", "foreach=True", "fused=True"}
+    assert row["refoptim_faults"] >= 0 and row["refoptim_sys_ms"] >= 0
+    assert data["malloc_changes"] == []
+    summary = md.read_text().split("\n\n")[1].splitlines()
+    assert summary[0] == "| optimizer | t 3 x 1000 |"
+    assert [line.split(" | ")[0] for line in summary[2:]] == ["| SGD", "| Adam"]
 
 
 def test_unknown_optimizer(capsys):

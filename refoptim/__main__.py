@@ -351,15 +351,40 @@ def _bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown optimizer(s): {', '.join(unknown)}; known: {', '.join(bench.OPTIMIZERS)}", file=sys.stderr)
         return 2
+    if args.all and args.optimizer:
+        print("--all and --optimizer exclude each other", file=sys.stderr)
+        return 2
+    malloc_env = None
+    if args.malloc_env is not None:
+        bad = [s for s in args.malloc_env if "=" not in s or not s.partition("=")[0]]
+        if bad:
+            print(f"--malloc-env takes NAME=VALUE settings, not: {', '.join(bad)}", file=sys.stderr)
+            return 2
+        malloc_env = [tuple(s.split("=", 1)) for s in args.malloc_env]
+    optimizers = list(bench.ALL_OPTIMIZERS) if args.all else args.optimizer
+    options: dict[str, Any] = {}
+    process = args.process or ("both" if args.backend == "numpy" else "shared")
+    if process != "shared":
+        options["process"] = process
+    if malloc_env is not None:
+        options["malloc_env"] = malloc_env
     if args.backend != "numpy":
         try:
             bench.require_backend(args.backend)
         except RuntimeError as exc:
             print(f"error: --backend {args.backend}: {exc}", file=sys.stderr)
             return 2
-        rows = bench.run(args.optimizer, args.workload, args.repeats, backend=args.backend)
-    else:
-        rows = bench.run(args.optimizer, args.workload, args.repeats)
+        options["backend"] = args.backend
+    started = time.perf_counter()
+    rows = bench.run(optimizers, args.workload, args.repeats, **options)
+    print(f"(the benchmark took {time.perf_counter() - started:.0f} s)")
+    if args.markdown:
+        text = bench.markdown(rows)
+        if args.markdown == "-":
+            print(text, end="")
+        else:
+            with open(args.markdown, "w") as fh:
+                fh.write(text)
     if args.json:
         import torch
 
@@ -369,6 +394,7 @@ def _bench(args: argparse.Namespace) -> int:
 
             data.update(backend=args.backend, cupy=cupy.__version__, device=torch.cuda.get_device_name())
         data["rows"] = [r.as_dict() for r in rows]
+        data["malloc_changes"] = bench.malloc_changes(rows)
         with open(args.json, "w") as fh:
             json.dump(data, fh, indent=1)
     return 0
@@ -624,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     golden.add_argument("--steps", type=int, default=None, metavar="N", help="steps per configuration (default 50; ASGD at least 120)")
     golden.add_argument("--with-torch", action="store_true", help="also store torch's values after one step from refoptim's")
     golden.add_argument("--write-digest", action="store_true", help="store the manifest's SHA-256 as the committed digest")
-    from .bench import DEFAULT_OPTIMIZERS, WORKLOADS
+    from .bench import DEFAULT_OPTIMIZERS, MALLOC_SETTINGS, WORKLOADS
 
     bench = sub.add_parser("bench", help="step time and memory against torch's single-tensor, foreach and fused paths")
     bench.add_argument("--optimizer", action="append", help=f"only this optimizer (repeatable; default {', '.join(DEFAULT_OPTIMIZERS)})")
@@ -634,8 +660,29 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(WORKLOADS),
         help="a: 1x10M, b: 1000x1000, c: 100x100k, d: 1x100M float32 elements (repeatable; default a, b, c)",
     )
+    bench.add_argument("--all", action="store_true", help="every benchmarked optimizer (the eleven elementwise ones)")
     bench.add_argument("--repeats", type=int, default=10, help="timed steps per measurement (default 10)")
     bench.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    bench.add_argument(
+        "--process",
+        choices=["shared", "fresh", "both"],
+        help="shared: every implementation measured in this process; fresh: each (implementation, optimizer, workload) "
+        "in a fresh python subprocess with this environment; both: a row for each (default: both on the CPU, "
+        "shared with --backend cupy)",
+    )
+    bench.add_argument(
+        "--malloc-env",
+        nargs="*",
+        action="extend",
+        metavar="NAME=VALUE",
+        help="also repeat the fresh-subprocess measurement under each allocator setting on its own and report how far "
+        "each ratio moved (default settings: "
+        + ", ".join(f"{k}={v}" for k, v in MALLOC_SETTINGS)
+        + ")",
+    )
+    bench.add_argument(
+        "--markdown", metavar="FILE", help="also write the README's performance tables as Markdown to FILE ('-': print them)"
+    )
     bench.add_argument(
         "--backend",
         choices=["numpy", "cupy"],

@@ -10,6 +10,22 @@ of the timed steps. Memory is the peak of what one of refoptim's steps allocates
 what existed before it (``tracemalloc``, which NumPy reports its buffers to), as a multiple
 of the parameters' bytes; torch's CPU allocations are not visible to it and are not shown.
 
+Alongside the median time, each implementation reports what its timed steps cost the
+process as a whole (``resource.getrusage``, every thread included): **minor page faults per
+step** (``ru_minflt``: fresh memory the allocator had to map or touch, the sign of
+allocation churn) and **system CPU time per step** in milliseconds (``ru_stime``: time in
+the kernel, mostly serving those faults).
+
+``process="shared"`` measures every implementation one after another in this process;
+``process="fresh"`` runs each (implementation, optimizer, workload) measurement in a
+fresh ``python`` subprocess of its own (the same seeded data, optimizer options and thread
+counts, the environment passed on unchanged, so ``MALLOC_*`` variables apply to both
+sides) that returns its figures as JSON, so that one process's heap state cannot decide a
+figure; ``process="both"`` does both. ``malloc_env`` repeats the fresh-subprocess
+measurement once per allocator setting (default :data:`MALLOC_SETTINGS`), and
+:func:`malloc_changes` reports how much each ratio moved against the run without it.
+:func:`markdown` turns the rows into the README's performance tables.
+
 Workloads (from issue 6): ``a`` one 10M-element float32 tensor, ``b`` 1000 tensors of 1000
 elements, ``c`` 100 tensors of 100k elements; ``d`` 100M elements (for GPUs).
 
@@ -23,7 +39,12 @@ before it). It needs CuPy, a CUDA GPU and a CUDA build of torch, and says which 
 from __future__ import annotations
 
 import gc
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass, field
@@ -35,11 +56,16 @@ import refoptim
 from refoptim import registry
 
 __all__ = [
+    "ALL_OPTIMIZERS",
     "BACKENDS",
+    "MALLOC_SETTINGS",
+    "PROCESSES",
     "OPTIMIZERS",
     "WORKLOADS",
     "DaskRow",
     "Row",
+    "malloc_changes",
+    "markdown",
     "measure",
     "persist_optimizer",
     "require_backend",
@@ -67,14 +93,41 @@ in the registry's order."""
 DEFAULT_OPTIMIZERS = tuple(info.name for info in registry.OPTIMIZERS if info.bench_default)
 """Benchmarked unless others are named (the registry entries with ``bench_default``)."""
 
+ALL_OPTIMIZERS = tuple(OPTIMIZERS)
+"""Every benchmarked optimizer (``--all``): the eleven elementwise ones."""
+
 _TORCH_VARIANTS = ("foreach=False", "foreach=True", "fused=True")
+
+PROCESSES = ("shared", "fresh", "both")
+"""Where each implementation is measured: all in this process one after another
+(``shared``), each in a fresh subprocess of its own (``fresh``), or both."""
+
+MALLOC_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("MALLOC_TRIM_THRESHOLD_", "1000000000"),
+    ("MALLOC_MMAP_THRESHOLD_", "1000000000"),
+    ("MALLOC_ARENA_MAX", "1"),
+)
+"""glibc allocator settings the fresh-subprocess measurement is repeated under (issue 19):
+either threshold turns off glibc's dynamic mmap threshold; one arena makes every thread
+share the main heap. glibc reads them at start-up, so they only act in a fresh process."""
+
+_ENV_SEEN = ("MALLOC_", "GLIBC_TUNABLES")
+"""Environment variables (by prefix) a measurement reports having seen."""
 
 
 @dataclass
 class Row:
     """One optimizer on one workload: median step times in milliseconds (``None`` where
     torch has no such path), refoptim's ratios to each torch path, and refoptim's peak
-    extra memory per step as a multiple of the parameter bytes."""
+    extra memory per step as a multiple of the parameter bytes.
+
+    ``refoptim_faults``/``torch_faults``: minor page faults per timed step of the whole
+    process (``ru_minflt``); ``refoptim_sys_ms``/``torch_sys_ms``: system CPU time per
+    timed step in milliseconds (``ru_stime``), all threads together. ``process``:
+    ``"shared"`` (every implementation in this process) or ``"fresh"`` (each in a fresh
+    subprocess). ``env``: the variables set for this measurement on top of the inherited
+    environment (an allocator setting; empty for none). ``env_seen``: the ``MALLOC_*``
+    (and ``GLIBC_TUNABLES``) variables the process that measured refoptim had."""
 
     optimizer: str
     workload: str
@@ -84,6 +137,13 @@ class Row:
     torch_ms: dict[str, float | None] = field(default_factory=dict)
     peak_extra_memory: float = 0.0
     repeats: int = 0
+    refoptim_faults: float = 0.0
+    refoptim_sys_ms: float = 0.0
+    torch_faults: dict[str, float | None] = field(default_factory=dict)
+    torch_sys_ms: dict[str, float | None] = field(default_factory=dict)
+    process: str = "shared"
+    env: dict[str, str] = field(default_factory=dict)
+    env_seen: dict[str, str] = field(default_factory=dict)
 
     @property
     def ratios(self) -> dict[str, float | None]:
@@ -96,16 +156,34 @@ class Row:
 
 
 def _data(workload: str, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    count, size = WORKLOADS[workload]
+    return _make_data(*WORKLOADS[workload], seed=seed)
+
+
+def _make_data(count: int, size: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(size, dtype=np.float32) for _ in range(count)]
     grads = [rng.standard_normal(size, dtype=np.float32) for _ in range(count)]
     return params, grads
 
 
+@dataclass
+class _Timing:
+    """One implementation's timed steps: median milliseconds, and per step the process's
+    minor page faults and system CPU milliseconds."""
+
+    ms: float
+    faults: float
+    sys_ms: float
+
+
 def _median_ms(step: Any, repeats: int, sync: Any = None) -> float:
+    return _timed(step, repeats, sync).ms
+
+
+def _timed(step: Any, repeats: int, sync: Any = None) -> _Timing:
     step()  # creates the state; not timed
     times = []
+    before = resource.getrusage(resource.RUSAGE_SELF)
     if sync is None:
         for _ in range(repeats):
             start = time.perf_counter()
@@ -118,7 +196,13 @@ def _median_ms(step: Any, repeats: int, sync: Any = None) -> float:
             step()
             sync()
             times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    steps = max(repeats, 1)
+    return _Timing(
+        ms=1e3 * statistics.median(times),
+        faults=(after.ru_minflt - before.ru_minflt) / steps,
+        sys_ms=1e3 * (after.ru_stime - before.ru_stime) / steps,
+    )
 
 
 def require_backend(backend: str) -> None:
@@ -152,14 +236,14 @@ def _torch_cuda_sync() -> None:
     torch.cuda.synchronize()
 
 
-def _refoptim_cupy(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[float, float]:
+def _refoptim_cupy(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[_Timing, float]:
     import cupy
 
     ps = [refoptim.Parameter(cupy.asarray(p)) for p in params]
     for p, g in zip(ps, grads):
         p.grad = cupy.asarray(g)
     opt = getattr(refoptim, name)(ps, **OPTIMIZERS[name])
-    ms = _median_ms(opt.step, repeats, _cupy_sync)
+    timing = _timed(opt.step, repeats, _cupy_sync)
     pool = cupy.get_default_memory_pool()
     opt.step()
     _cupy_sync()
@@ -178,15 +262,15 @@ def _refoptim_cupy(name: str, params: list[np.ndarray], grads: list[np.ndarray],
     finally:
         cupy.cuda.set_allocator(pool.malloc)
     nbytes = sum(p.nbytes for p in params)
-    return ms, (peak[0] - before) / nbytes
+    return timing, (peak[0] - before) / nbytes
 
 
-def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[float, float]:
+def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[_Timing, float]:
     ps = [refoptim.Parameter(p.copy()) for p in params]
     for p, g in zip(ps, grads):
         p.grad = g
     opt = getattr(refoptim, name)(ps, **OPTIMIZERS[name])
-    ms = _median_ms(opt.step, repeats)
+    timing = _timed(opt.step, repeats)
     gc.collect()
     tracemalloc.start()
     try:
@@ -198,12 +282,12 @@ def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repe
     finally:
         tracemalloc.stop()
     nbytes = sum(p.nbytes for p in params)
-    return ms, (peak - before) / nbytes
+    return timing, (peak - before) / nbytes
 
 
 def _torch(
     name: str, variant: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int, device: str = "cpu"
-) -> float | None:
+) -> _Timing | None:
     import torch
 
     key, _, value = variant.partition("=")
@@ -223,11 +307,90 @@ def _torch(
     try:
         opt = getattr(torch.optim, name)(ts, **options)
         with torch.no_grad():
-            return _median_ms(opt.step, repeats, sync)
+            return _timed(opt.step, repeats, sync)
     except (RuntimeError, TypeError, ValueError) as exc:
         if key == "fused":
             return None  # torch has no fused kernel for this optimizer on this device
         raise RuntimeError(f"torch {name}({variant}) failed: {exc}") from exc
+
+
+def _env_seen() -> dict[str, str]:
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_SEEN)}
+
+
+def _side(
+    name: str, side: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int, backend: str
+) -> dict[str, Any]:
+    """Measure one implementation (``side``: ``"refoptim"`` or a torch variant) here: a
+    JSON-ready dict of its figures (``ms`` ``None`` where torch has no such path)."""
+    if side == "refoptim":
+        if backend == "numpy":
+            timing, memory = _refoptim(name, params, grads, repeats)
+        else:
+            timing, memory = _refoptim_cupy(name, params, grads, repeats)
+        return {**asdict(timing), "memory": memory, "env_seen": _env_seen()}
+    result = _torch(name, side, params, grads, repeats, "cpu" if backend == "numpy" else "cuda")
+    if result is None:
+        return {"ms": None, "faults": None, "sys_ms": None, "env_seen": _env_seen()}
+    return {**asdict(result), "env_seen": _env_seen()}
+
+
+_CHILD_MARK = "refoptim-bench-result: "
+
+
+def _child(spec_json: str) -> None:
+    """The fresh subprocess's side of ``_fresh``: measure what ``spec_json`` says and
+    print the figures as one JSON line after ``_CHILD_MARK``."""
+    spec = json.loads(spec_json)
+    name = spec["name"]
+    OPTIMIZERS[name] = spec["options"]
+    refoptim.set_num_threads(spec["threads"])
+    if spec["side"] != "refoptim":
+        import torch
+
+        torch.set_num_threads(spec["torch_threads"])
+    params, grads = _make_data(spec["tensors"], spec["elements"], spec["seed"])
+    result = _side(name, spec["side"], params, grads, spec["repeats"], spec["backend"])
+    sys.stdout.write(_CHILD_MARK + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def _fresh(
+    name: str, side: str, workload: str, repeats: int, backend: str, env: dict[str, str] | None, seed: int = 0
+) -> dict[str, Any]:
+    """Measure one implementation in a fresh ``python`` subprocess: the same data (seeded),
+    options and thread counts as here, this process's environment plus ``env``."""
+    count, size = WORKLOADS[workload]
+    spec = {
+        "name": name,
+        "options": OPTIMIZERS[name],
+        "side": side,
+        "tensors": count,
+        "elements": size,
+        "seed": seed,
+        "repeats": repeats,
+        "backend": backend,
+        "threads": refoptim.get_num_threads(),
+    }
+    if side != "refoptim":
+        import torch
+
+        spec["torch_threads"] = torch.get_num_threads()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(refoptim.__file__)))
+    code = f"import sys; sys.path.insert(0, {root!r}); from refoptim.bench import _child; _child(sys.argv[1])"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(spec)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(_CHILD_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"the fresh process measuring {side} {name} on {workload} failed (exit {proc.returncode}):\n"
+            + proc.stderr[-2000:]
+        )
+    return json.loads(lines[-1][len(_CHILD_MARK):])
 
 
 def measure(
@@ -236,25 +399,104 @@ def measure(
     repeats: int = 10,
     torch_variants: tuple[str, ...] = _TORCH_VARIANTS,
     backend: str = "numpy",
+    process: str = "shared",
+    env: dict[str, str] | None = None,
 ) -> Row:
     """Benchmark one optimizer on one workload (see :data:`WORKLOADS`): refoptim on
-    ``backend`` (``"numpy"``, or ``"cupy"`` against torch on CUDA; see :data:`BACKENDS`)."""
+    ``backend`` (``"numpy"``, or ``"cupy"`` against torch on CUDA; see :data:`BACKENDS`).
+
+    ``process="shared"`` measures every implementation in this process;
+    ``process="fresh"`` each in a fresh subprocess of its own, whose environment is this
+    one's plus ``env`` (an allocator setting such as ``{"MALLOC_ARENA_MAX": "1"}``; only
+    with ``"fresh"``, since glibc reads them at start-up)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
+    if process not in ("shared", "fresh"):
+        raise ValueError(f"unknown process={process!r}; known: shared, fresh")
+    if env and process != "fresh":
+        raise ValueError("env= only applies to process='fresh' (the allocator reads it at start-up)")
     require_backend(backend)
-    params, grads = _data(workload)
     count, size = WORKLOADS[workload]
-    if backend == "numpy":
-        ms, memory = _refoptim(name, params, grads, repeats)
+    if process == "shared":
+        params, grads = _data(workload)
+
+        def one(side: str) -> dict[str, Any]:
+            return _side(name, side, params, grads, repeats, backend)
+
     else:
-        ms, memory = _refoptim_cupy(name, params, grads, repeats)
-    row = Row(name, workload, count, size, ms, peak_extra_memory=memory, repeats=repeats)
-    device = "cpu" if backend == "numpy" else "cuda"
+
+        def one(side: str) -> dict[str, Any]:
+            return _fresh(name, side, workload, repeats, backend, env)
+
+    ours = one("refoptim")
+    row = Row(
+        name,
+        workload,
+        count,
+        size,
+        ours["ms"],
+        peak_extra_memory=ours["memory"],
+        repeats=repeats,
+        refoptim_faults=ours["faults"],
+        refoptim_sys_ms=ours["sys_ms"],
+        process=process,
+        env=dict(env or {}),
+        env_seen=ours["env_seen"],
+    )
     for variant in torch_variants:
-        row.torch_ms[variant] = _torch(name, variant, params, grads, repeats, device)
+        theirs = one(variant)
+        row.torch_ms[variant] = theirs["ms"]
+        row.torch_faults[variant] = theirs["faults"]
+        row.torch_sys_ms[variant] = theirs["sys_ms"]
     return row
+
+
+def _size(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 10_000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+def _workload_label(row: Row) -> str:
+    return f"{row.workload} {row.tensors} x {_size(row.elements)}"
+
+
+def _value(v: str) -> str:
+    """``"1000000000"`` -> ``"1e9"``; anything else as it is."""
+    return f"1e{len(v) - 1}" if len(v) > 6 and v.startswith("1") and set(v[1:]) == {"0"} else v
+
+
+def _setting_label(env: dict[str, str]) -> str:
+    """``{"MALLOC_TRIM_THRESHOLD_": "1000000000"}`` -> ``"trim_threshold=1e9"``."""
+    return ",".join(f"{k.removeprefix('MALLOC_').rstrip('_').lower()}={_value(v)}" for k, v in env.items())
+
+
+def _process_label(row: Row) -> str:
+    if row.process == "shared":
+        return "one process"
+    return "fresh" + (" " + _setting_label(row.env) if row.env else "")
+
+
+def _configs(process: str, malloc_env: Any) -> list[tuple[str, dict[str, str]]]:
+    if process not in PROCESSES:
+        raise ValueError(f"unknown process={process!r}; known: {', '.join(PROCESSES)}")
+    configs: list[tuple[str, dict[str, str]]] = []
+    if process in ("shared", "both"):
+        configs.append(("shared", {}))
+    if process in ("fresh", "both") or malloc_env is not None:
+        configs.append(("fresh", {}))  # also the baseline the allocator settings are compared with
+    if malloc_env is not None:
+        settings = malloc_env.items() if isinstance(malloc_env, dict) else (malloc_env or MALLOC_SETTINGS)
+        configs += [("fresh", {k: str(v)}) for k, v in settings]
+    return configs
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def run(
@@ -263,22 +505,33 @@ def run(
     repeats: int = 10,
     out: Any = None,
     backend: str = "numpy",
+    process: str = "shared",
+    malloc_env: Any = None,
 ) -> list[Row]:
     """Benchmark every (optimizer, workload) pair, printing a table row as each finishes;
-    ``backend="cupy"`` runs refoptim on CuPy against torch on CUDA."""
-    import sys
+    ``backend="cupy"`` runs refoptim on CuPy against torch on CUDA.
 
+    ``process``: ``"shared"`` (every implementation in this process), ``"fresh"`` (each
+    in a fresh subprocess) or ``"both"`` (one row for each). ``malloc_env``: also measure
+    in fresh subprocesses once per allocator setting, each set on its own (a sequence of
+    ``(name, value)`` pairs or a dict; empty: :data:`MALLOC_SETTINGS`), after the
+    fresh-subprocess measurement without it, and print :func:`malloc_changes`."""
     import torch
 
     require_backend(backend)
+    configs = _configs(process, malloc_env)
     out = out or sys.stdout
     optimizers = list(optimizers or DEFAULT_OPTIMIZERS)
     workloads = list(workloads or ["a", "b", "c"])
+    modes = " and ".join(
+        dict.fromkeys("in one process" if p == "shared" else "each implementation in a fresh process" for p, _ in configs)
+    )
+    inherited = ", ".join(f"{k}={v}" for k, v in _env_seen().items()) or "none"
     if backend == "numpy":
         print(
             f"refoptim {refoptim.__version__} on NumPy {np.__version__} ({refoptim.get_num_threads()} threads) "
             f"against torch {torch.__version__} (CPU, {torch.get_num_threads()} threads); "
-            f"median of {repeats} steps after the first",
+            f"median of {repeats} steps after the first; {modes}; allocator variables inherited: {inherited}",
             file=out,
         )
     else:
@@ -287,35 +540,182 @@ def run(
         print(
             f"refoptim {refoptim.__version__} on CuPy {cupy.__version__} against torch {torch.__version__} "
             f"(CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}); both devices synchronized around "
-            f"each step; median of {repeats} steps after the first",
+            f"each step; median of {repeats} steps after the first; {modes}",
             file=out,
         )
+    short = {"foreach=False": "single", "foreach=True": "foreach", "fused=True": "fused"}
+    width = max([11] + [len(_process_label(Row("", "", 0, 0, 0.0, process=p, env=e))) for p, e in configs])
     head = (
-        f"{'optimizer':<9} {'workload':<14} {'refoptim ms':>11} "
+        f"{'optimizer':<9} {'workload':<14} {'process':<{width}} {'refoptim ms':>11} "
         + " ".join(f"{'torch ' + v:>20}" for v in _TORCH_VARIANTS)
-        + f" {'peak extra mem':>14}"
+        + " | faults/step "
+        + " ".join(f"{k:>8}" for k in ["refoptim", *(short[v] for v in _TORCH_VARIANTS)])
+        + " | sys ms/step "
+        + " ".join(f"{k:>8}" for k in ["refoptim", *(short[v] for v in _TORCH_VARIANTS)])
+        + f" | {'peak extra mem':>14}"
     )
     print(head, file=out)
     print("-" * len(head), file=out)
     rows = []
     for name in optimizers:
         for workload in workloads:
-            row = measure(name, workload, repeats, backend=backend)
-            rows.append(row)
-            cells = []
-            for v in _TORCH_VARIANTS:
-                t, r = row.torch_ms.get(v), row.ratios.get(v)
-                cells.append(f"{'n/a':>20}" if t is None else f"{t:>9.2f} ({r:>6.2f}x)".rjust(20))
-            label = f"{workload} {row.tensors}x{row.elements:,}"
-            print(
-                f"{name:<9} {label:<14} {row.refoptim_ms:>11.2f} " + " ".join(cells) + f" {row.peak_extra_memory:>13.2f}x",
-                file=out,
-                flush=True,
-            )
-    print("(ratio = refoptim time / torch time; peak extra memory = refoptim's peak allocation in one step / parameter bytes)", file=out)
+            for where, env in configs:
+                row = measure(name, workload, repeats, backend=backend, process=where, env=env)
+                rows.append(row)
+                cells = []
+                for v in _TORCH_VARIANTS:
+                    t, r = row.torch_ms.get(v), row.ratios.get(v)
+                    cells.append(f"{'n/a':>20}" if t is None else f"{t:>9.2f} ({r:>6.2f}x)".rjust(20))
+                faults = [row.refoptim_faults, *(row.torch_faults.get(v) for v in _TORCH_VARIANTS)]
+                sys_ms = [row.refoptim_sys_ms, *(row.torch_sys_ms.get(v) for v in _TORCH_VARIANTS)]
+                print(
+                    f"{name:<9} {_workload_label(row):<14} {_process_label(row):<{width}} {row.refoptim_ms:>11.2f} "
+                    + " ".join(cells)
+                    + " | faults/step "
+                    + " ".join(f"{_fmt(f, 0):>8}" for f in faults)
+                    + " | sys ms/step "
+                    + " ".join(f"{_fmt(t, 2):>8}" for t in sys_ms)
+                    + f" | {row.peak_extra_memory:>13.2f}x",
+                    file=out,
+                    flush=True,
+                )
+    print(
+        "(ratio = refoptim time / torch time; faults/step = minor page faults of the whole process per timed step; "
+        "sys ms/step = kernel CPU time per timed step, all threads; peak extra memory = refoptim's peak allocation "
+        "in one step / parameter bytes)",
+        file=out,
+    )
     if backend != "numpy":
         print("(GPU: peak extra memory read from CuPy's default memory pool)", file=out)
+    changes = malloc_changes(rows)
+    if changes:
+        print(
+            "allocator settings, each in fresh processes: refoptim's ratio to torch foreach=True under the setting "
+            "over the same ratio without it (above 1: refoptim lost ground; the issue-19 target is at most 1.2x)",
+            file=out,
+        )
+        for change in changes:
+            setting = ",".join(f"{k}={v}" for k, v in change["env"].items())
+            print(
+                f"  {setting:<36} worst {change['worst_change']:.2f}x ({change['worst']}), "
+                f"ratios under it {change['min_ratio']:.2f}x to {change['max_ratio']:.2f}x",
+                file=out,
+            )
     return rows
+
+
+def malloc_changes(rows: list[Row], variant: str = "foreach=True") -> list[dict[str, Any]]:
+    """For each allocator setting in ``rows`` (fresh-process rows with an ``env``): how
+    refoptim's ratio to torch's ``variant`` moved against the fresh-process row without a
+    setting, per (optimizer, workload) as ``ratio with / ratio without`` (above 1.0:
+    refoptim lost ground), with the worst of them. A JSON-ready list of dicts with keys
+    ``env``, ``changes`` (``"Adam a"`` -> change), ``worst_change``, ``worst``,
+    ``min_ratio`` and ``max_ratio`` (the ratios under the setting)."""
+    base = {(r.optimizer, r.workload): r.ratios.get(variant) for r in rows if r.process == "fresh" and not r.env}
+    settings: dict[tuple[tuple[str, str], ...], list[Row]] = {}
+    for r in rows:
+        if r.process == "fresh" and r.env:
+            settings.setdefault(tuple(r.env.items()), []).append(r)
+    result = []
+    for key, group in settings.items():
+        changes: dict[str, float] = {}
+        ratios = []
+        for r in group:
+            ratio, before = r.ratios.get(variant), base.get((r.optimizer, r.workload))
+            if ratio is not None:
+                ratios.append(ratio)
+            if ratio is not None and before:
+                changes[f"{r.optimizer} {r.workload}"] = ratio / before
+        if not changes:
+            continue
+        worst = max(changes, key=changes.__getitem__)
+        result.append(
+            {
+                "env": dict(key),
+                "variant": variant,
+                "changes": changes,
+                "worst_change": changes[worst],
+                "worst": worst,
+                "min_ratio": min(ratios),
+                "max_ratio": max(ratios),
+            }
+        )
+    return result
+
+
+def markdown(rows: list[Row], variant: str = "foreach=True") -> str:
+    """The README's performance tables from ``rows`` (what :func:`run` returned), as
+    Markdown: refoptim's ratio to torch's ``variant`` with one row per optimizer and one
+    column per workload (and per process mode, where both were run); the figures behind
+    them with one row per optimizer, workload and process; and, where allocator settings
+    were measured, each ratio under each setting with its change and the worst change."""
+    plain = [r for r in rows if not r.env]
+    workloads = list(dict.fromkeys((r.workload, _workload_label(r)) for r in plain))
+    processes = list(dict.fromkeys(r.process for r in plain))
+    names = list(dict.fromkeys(r.optimizer for r in plain))
+    by = {(r.optimizer, r.workload, r.process): r for r in plain}
+    where = {"shared": "one process", "fresh": "fresh processes"}
+    lines = [f"refoptim's step time / torch `{variant}`'s (below 1.0: refoptim is faster):", ""]
+    columns = [label if len(processes) == 1 else f"{label} ({where[p]})" for _, label in workloads for p in processes]
+    lines.append("| optimizer | " + " | ".join(columns) + " |")
+    lines.append("|---" * (len(columns) + 1) + "|")
+    for name in names:
+        cells = []
+        for w, _ in workloads:
+            for p in processes:
+                r = by.get((name, w, p))
+                ratio = None if r is None else r.ratios.get(variant)
+                cells.append("n/a" if ratio is None else f"{ratio:.2f}x")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "The figures (median step time; page faults and `sys` time per step of the whole process):", ""]
+    lines.append(
+        "| optimizer | workload | process | refoptim | "
+        + " | ".join(f"torch `{v}`" for v in _TORCH_VARIANTS)
+        + " | page faults per step (refoptim / " + " / ".join(f"`{v}`" for v in _TORCH_VARIANTS) + ")"
+        + " | `sys` ms per step (refoptim / " + " / ".join(f"`{v}`" for v in _TORCH_VARIANTS) + ")"
+        + " | refoptim's peak extra memory |"
+    )
+    lines.append("|---" * (7 + len(_TORCH_VARIANTS)) + "|")
+    for r in plain:
+        torch_cells = [
+            "n/a" if r.torch_ms.get(v) is None else f"{r.torch_ms[v]:.1f} ms ({r.ratios[v]:.2f}x)" for v in _TORCH_VARIANTS
+        ]
+        faults = " / ".join(_fmt(f, 0) for f in [r.refoptim_faults, *(r.torch_faults.get(v) for v in _TORCH_VARIANTS)])
+        sys_ms = " / ".join(_fmt(t, 1) for t in [r.refoptim_sys_ms, *(r.torch_sys_ms.get(v) for v in _TORCH_VARIANTS)])
+        lines.append(
+            f"| {r.optimizer} | {_workload_label(r)} | {where[r.process]} | {r.refoptim_ms:.1f} ms | "
+            + " | ".join(torch_cells)
+            + f" | {faults} | {sys_ms} | {r.peak_extra_memory:.2f}x |"
+        )
+    changes = malloc_changes(rows, variant)
+    if changes:
+        settings = [c["env"] for c in changes]
+        by_env = {(r.optimizer, r.workload, tuple(r.env.items())): r for r in rows if r.process == "fresh"}
+        lines += [
+            "",
+            f"Under allocator settings, each in fresh processes: the ratio to torch `{variant}` and, in brackets, "
+            "that ratio over the one without the setting:",
+            "",
+        ]
+        head = ["no setting", *(",".join(f"`{k}={v}`" for k, v in e.items()) for e in settings)]
+        lines.append("| optimizer | workload | " + " | ".join(head) + " |")
+        lines.append("|---" * (len(head) + 2) + "|")
+        for name in names:
+            for w, label in workloads:
+                base = by_env.get((name, w, ()))
+                if base is None:
+                    continue
+                cells = [_fmt(base.ratios.get(variant), 2) + "x"]
+                for e, c in zip(settings, changes):
+                    r = by_env.get((name, w, tuple(e.items())))
+                    ratio = None if r is None else r.ratios.get(variant)
+                    change = c["changes"].get(f"{name} {w}")
+                    cells.append("n/a" if ratio is None else f"{ratio:.2f}x" + ("" if change is None else f" ({change:.2f})"))
+                lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+        lines.append(
+            "| **worst change** | | | " + " | ".join(f"**{c['worst_change']:.2f}** ({c['worst']})" for c in changes) + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------- Dask
