@@ -447,3 +447,51 @@ def test_sparse_adam_reads_no_option_for_a_gradient_without_values_as_torch():
         opt.step()
         outcomes.append(float(opt.state[param]["step"]))
     assert outcomes == [1.0, 1.0]
+
+
+def _two_groups(lib, make, name, first, second, options):
+    opt = getattr(lib, name)([{"params": [first]}, {"params": [second]}], **options)
+    with pytest.raises(Exception) as info:
+        opt.step()
+    return type(info.value), str(info.value)
+
+
+def test_an_earlier_groups_error_comes_first_as_in_torch():
+    """torch updates group by group: Adafactor's division by zero on a size-0 parameter of
+    group 0 comes before group 1's sparse gradient is read, and Muon's Newton-Schulz check
+    of group 0 before group 1's complex parameter (CI's fuzzer found refoptim raising the
+    later group's error: it checked every group before the optimizer's own checks)."""
+    outcomes = []
+    for lib, make in ((torch.optim, torch.nn.Parameter), (refoptim, refoptim.Parameter)):
+        is_torch = lib is torch.optim
+        empty = make(torch.zeros(0) if is_torch else np.zeros(0, np.float32))
+        empty.grad = torch.zeros(0) if is_torch else np.zeros(0, np.float32)
+        sparse = make(torch.zeros(2) if is_torch else np.zeros(2, np.float32))
+        sparse.grad = (
+            torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.int64), torch.zeros(0), (2,))
+            if is_torch
+            else refoptim.SparseGrad(np.zeros((1, 0), np.int64), np.zeros(0, np.float32), (2,))
+        )
+        outcomes.append(_two_groups(lib, make, "Adafactor", empty, sparse, {}))
+        real = make(torch.zeros(2, 2) if is_torch else np.zeros((2, 2), np.float32))
+        real.grad = torch.ones(2, 2) if is_torch else np.ones((2, 2), np.float32)
+        cplx = make(torch.zeros(2, 2, dtype=torch.complex64) if is_torch else np.zeros((2, 2), np.complex64))
+        cplx.grad = torch.ones(2, 2, dtype=torch.complex64) if is_torch else np.ones((2, 2), np.complex64)
+        outcomes.append(_two_groups(lib, make, "Muon", real, cplx, {"ns_steps": 100}))
+    assert outcomes[:2] == outcomes[2:], outcomes
+    assert outcomes[0][0] is ZeroDivisionError and outcomes[1][0] is ValueError
+
+
+@pytest.mark.parametrize("option", ["d", "weight_decay"])
+def test_adafactor_size_0_first_parameter_divides_by_zero_before_reading_options(option):
+    """torch's Adafactor divides by zero at a size-0 first parameter before it reads ``d``
+    or ``weight_decay``: ``None`` there does not raise TypeError first (CI's fuzzer)."""
+    outcomes = []
+    for lib, param in ((torch.optim, torch.nn.Parameter(torch.zeros(0))), (refoptim, refoptim.Parameter(np.zeros(0, np.float32)))):
+        param.grad = param.data * 1 if lib is torch.optim else np.zeros(0, np.float32)
+        opt = lib.Adafactor([param])
+        opt.param_groups[0][option] = None
+        with pytest.raises(Exception) as info:
+            opt.step()
+        outcomes.append(type(info.value))
+    assert outcomes == [ZeroDivisionError, ZeroDivisionError]

@@ -408,16 +408,19 @@ class Adafactor(Optimizer):
     _setstate_options = ("foreach",)
     _setstate_scalars = ("step",)
 
-    def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
-        """The base checks (complex parameters among them, as torch's ``_init_group``),
-        then torch's division by zero on a size-0 parameter, all before anything changes."""
-        plan = super()._params_with_grad()
-        for _, pairs in plan:
-            # torch: its loop divides by zero at the first size-0 parameter of a group,
-            # before the next group is read.
-            if any(numel(p.data) == 0 for p, _ in pairs):
-                raise ZeroDivisionError("float division by zero")
-        return plan
+    def _options_unused(self, group: dict[str, Any]) -> tuple[str, ...]:
+        # torch divides by zero at a size-0 first parameter before it reads d and
+        # weight_decay (lr, eps and beta2_decay are read before the division)
+        first = next((p for p in group["params"] if p.grad is not None), None)
+        if first is not None and numel(first.data) == 0:
+            return ("d", "weight_decay")
+        return ()
+
+    def _check_group(self, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
+        """torch's division by zero on a size-0 parameter: its loop divides at the first
+        one of a group, before the next group is read."""
+        if any(numel(p.data) == 0 for p, _ in pairs):
+            raise ZeroDivisionError("float division by zero")
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return adafactor_init(p.data)

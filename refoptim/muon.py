@@ -460,15 +460,11 @@ class Muon(Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("ns_dtype", "bfloat16")
 
-    def _params_with_grad(self) -> list[tuple[dict[str, Any], list[tuple[Any, Any]]]]:
-        """The base checks (complex parameters among them, as torch's ``_init_group``),
-        then torch's Muon checks for every group, before any update: per parameter a 2-D
-        gradient, ``ns_steps < 100`` and three coefficients."""
-        plan = super()._params_with_grad()
-        for group, pairs in plan:
-            for _, grad in pairs:
-                _check_ns(grad, group["ns_coefficients"], group["ns_steps"])
-        return plan
+    def _check_group(self, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
+        """torch's Muon checks of a group, before any update: per parameter a 2-D gradient,
+        ``ns_steps < 100`` and three coefficients."""
+        for _, grad in pairs:
+            _check_ns(grad, group["ns_coefficients"], group["ns_steps"])
 
     def _init_state(self, p: Any, group: dict[str, Any]) -> dict[str, Any]:
         return muon_init(p.data)

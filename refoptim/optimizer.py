@@ -559,8 +559,15 @@ class Optimizer:
                             for key in required:
                                 if key not in state:
                                     raise KeyError(key)  # torch's _init_group: state[key]
+                self._check_group(group, pairs)
             plan.append((group, pairs))
         return plan
+
+    def _check_group(self, group: dict[str, Any], pairs: list[tuple[Parameter, Any]]) -> None:
+        """An optimizer's own checks of one group with gradients, run after the base's
+        checks of that group and before the next group is read: torch raises them in its
+        update of the group, so an error of an earlier group comes first (Adafactor's
+        division by zero, Muon's Newton–Schulz checks)."""
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
         """State entries a parameter that already has state must hold for ``group``'s
