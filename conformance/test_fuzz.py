@@ -123,6 +123,14 @@ the whole session (hypothesis' plugin does), and the fuzzer then uses it (the pr
 registered by ``conformance/conftest.py``, so name ``conformance/`` or a file in it, or run
 from the root, whose ``testpaths`` include it). A failure prints
 the scenario as Python (``Scenario.describe``); ``run_scenario(Scenario(...))`` replays it.
+
+``derandomize`` fixes the seed, not quite the draws: hypothesis also draws from a pool of
+the literal constants of every local module imported so far
+(``hypothesis.internal.conjecture.providers``), so a lone run of this file and the full
+suite can draw different examples (CI's full run found two disagreements that lone runs
+did not). This module imports every ``refoptim`` module first, so that part of the pool is
+the same everywhere; to draw what the full suite draws, run the fuzzer from the root with
+all test modules collected: ``pytest -k test_refoptim_agrees_with_torch``.
 """
 
 from __future__ import annotations
@@ -147,6 +155,20 @@ from hypothesis.extra import numpy as hnp
 
 import refoptim
 from refoptim.testing import thresholds
+
+
+def _import_every_refoptim_module() -> None:
+    """Import all of refoptim (but its command line), for hypothesis' constants pool."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(refoptim.__path__, "refoptim."):
+        if info.name != "refoptim.__main__":
+            with contextlib.suppress(ImportError):
+                importlib.import_module(info.name)
+
+
+_import_every_refoptim_module()
 from refoptim.testing.conformance_lbfgs import (
     _is_counter_error,
     compare_state,
