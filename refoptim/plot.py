@@ -580,6 +580,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """An optimizer spec: ``Name`` or ``Name:key=value,key=value``, each value a Python
     literal (``SGD:momentum=0.9,nesterov=True``, ``Adam:betas=(0.8,0.99)``).
 
+    >>> from refoptim.plot import parse_spec
     >>> parse_spec("SGD:momentum=0.9,nesterov=True")
     ('SGD', {'momentum': 0.9, 'nesterov': True})
 
@@ -656,6 +657,7 @@ def trajectory(spec: str, on: str = "rosenbrock", steps: int | None = None) -> A
 
     Returns an array of shape ``(steps + 1, 2)``: the start, then the point after each step.
 
+    >>> from refoptim.plot import trajectory
     >>> path = trajectory("SGD:lr=0.1", on="quadratic", steps=1)
     >>> path.tolist()   # start (-4, 1.5), gradient (-4, 37.5): one step of -0.1 × gradient
     [[-4.0, 1.5], [-3.6, -2.25]]
