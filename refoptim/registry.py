@@ -61,7 +61,6 @@ class OptimizerInfo:
             matrix and :func:`refoptim.testing.compare` cover it.
         sparse: its ``step`` accepts a :class:`refoptim.SparseGrad` (torch's SGD, Adagrad,
             SparseAdam).
-        rules: the names of its ``(init, step)`` functions in :mod:`refoptim.functional`.
         bench: the options ``python -m refoptim bench`` runs it with (``None``: not benchmarked).
         bench_default: benchmarked when no optimizer is named.
         matrix: its conformance configurations: for an elementwise optimizer a dict with
@@ -81,7 +80,6 @@ class OptimizerInfo:
     torch_source: str
     elementwise: bool
     sparse: bool = False
-    rules: tuple[str, str] = ("", "")
     bench: dict[str, Any] | None = None
     bench_default: bool = False
     matrix: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +88,12 @@ class OptimizerInfo:
     def cls(self) -> type:
         """The class (imported on first use)."""
         return getattr(importlib.import_module(f"refoptim.{self.module}"), self.name)
+
+    @property
+    def rules(self) -> tuple[str, str]:
+        """The names of its ``(init, step)`` functions in :mod:`refoptim.functional`:
+        ``<module>_init`` and ``<module>_step``, defined in its module."""
+        return (f"{self.module}_init", f"{self.module}_step")
 
     @property
     def page(self) -> str:
@@ -607,7 +611,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         torch_source="torch/optim/sgd.py",
         elementwise=True,
         sparse=True,
-        rules=("sgd_init", "sgd_step"),
         bench={"lr": 0.01, "momentum": 0.9},
         bench_default=True,
         matrix={
@@ -636,7 +639,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         torch_source="torch/optim/adagrad.py",
         elementwise=True,
         sparse=True,
-        rules=("adagrad_init", "adagrad_step"),
         bench={"lr": 1e-2},
         bench_default=True,
         matrix={
@@ -665,7 +667,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/rmsprop.py",
         elementwise=True,
-        rules=("rmsprop_init", "rmsprop_step"),
         bench={"lr": 1e-3},
         bench_default=True,
         matrix={
@@ -688,7 +689,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         papers=(Paper("Zeiler, ADADELTA: An Adaptive Learning Rate Method, 2012", "https://arxiv.org/abs/1212.5701"),),
         torch_source="torch/optim/adadelta.py",
         elementwise=True,
-        rules=("adadelta_init", "adadelta_step"),
         bench={},
         matrix={
             "alone": _ADADELTA_ALONE,
@@ -713,7 +713,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/adam.py",
         elementwise=True,
-        rules=("adam_init", "adam_step"),
         bench={"lr": 1e-3},
         bench_default=True,
         matrix={
@@ -737,7 +736,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         papers=(Paper("Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019", "https://arxiv.org/abs/1711.05101"),),
         torch_source="torch/optim/adamw.py",
         elementwise=True,
-        rules=("adamw_init", "adamw_step"),
         bench={"lr": 1e-3},
         bench_default=True,
         matrix={
@@ -760,7 +758,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         papers=(_ADAM_PAPER,),
         torch_source="torch/optim/adamax.py",
         elementwise=True,
-        rules=("adamax_init", "adamax_step"),
         bench={},
         matrix={
             "alone": _ADAMAX_ALONE,
@@ -779,7 +776,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         papers=(Paper("Dozat, Incorporating Nesterov Momentum into Adam, ICLR 2016 workshop", "https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ"),),
         torch_source="torch/optim/nadam.py",
         elementwise=True,
-        rules=("nadam_init", "nadam_step"),
         bench={},
         matrix={
             "alone": _NADAM_ALONE,
@@ -803,7 +799,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/radam.py",
         elementwise=True,
-        rules=("radam_init", "radam_step"),
         bench={},
         matrix={
             "alone": _RADAM_ALONE,
@@ -827,7 +822,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/asgd.py",
         elementwise=True,
-        rules=("asgd_init", "asgd_step"),
         bench={},
         matrix={
             "alone": _ASGD_ALONE,
@@ -853,7 +847,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/rprop.py",
         elementwise=True,
-        rules=("rprop_init", "rprop_step"),
         bench={},
         matrix={
             "alone": _RPROP_ALONE,
@@ -873,7 +866,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         torch_source="torch/optim/sparse_adam.py",
         elementwise=False,
         sparse=True,
-        rules=("sparse_adam_init", "sparse_adam_step"),
         matrix={"extension": "sparse"},
     ),
     OptimizerInfo(
@@ -888,7 +880,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/_adafactor.py",
         elementwise=False,
-        rules=("adafactor_init", "adafactor_step"),
         matrix={"extension": "adafactor"},
     ),
     OptimizerInfo(
@@ -904,7 +895,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/_muon.py",
         elementwise=False,
-        rules=("muon_init", "muon_step"),
         matrix={"extension": "muon"},
     ),
     OptimizerInfo(
@@ -926,7 +916,6 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         ),
         torch_source="torch/optim/lbfgs.py",
         elementwise=False,
-        rules=("lbfgs_init", "lbfgs_step"),
         matrix={"extension": "lbfgs"},
     ),
 )
