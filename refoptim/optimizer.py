@@ -970,6 +970,10 @@ def _to_host(value: Any) -> Any:
 
 
 def _is_real(value: Any) -> bool:
+    """Whether an option is a real number as torch reads one: a Python or NumPy real, an
+    array or a lazy scalar, not a complex number."""
+    if isinstance(value, complex):
+        return False
     return isinstance(value, numbers.Real) or is_array(value) or isinstance(value, LazyFloat)
 
 
@@ -988,7 +992,7 @@ def _check_option(name: str, value: Any, default: Any, integer: bool, lengths_on
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):
                 return
             raise TypeError(f"{name} must be an int, not {typename(value)}")
-        if not _is_real(value) or isinstance(value, complex):
+        if not _is_real(value):
             raise TypeError(f"{name} must be a real number, not {typename(value)}")
         return
     if isinstance(default, tuple):
@@ -1008,5 +1012,5 @@ def _check_option(name: str, value: Any, default: Any, integer: bool, lengths_on
         for i, (item, item_default) in enumerate(zip(items, default)):
             if item is None and item_default is None:
                 continue
-            if not _is_real(item) or isinstance(item, complex):
+            if not _is_real(item):
                 raise TypeError(f"{name}[{i}] must be a real number, not {typename(item)}")

@@ -89,12 +89,6 @@ def sgd_step(
 _SPARSE_WEIGHT_DECAY_ERROR = "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
 
 
-def _are_real(*values: Any) -> bool:
-    """Whether every option is a real number (torch computes with them before it reaches
-    an unsupported sparse addition; any other value raises a TypeError first)."""
-    return all(_is_real(v) and not isinstance(v, complex) for v in values)
-
-
 def _sparse_sgd_step(
     param: Any,
     grad: SparseGrad,
@@ -198,11 +192,11 @@ class SGD(Optimizer):
         weight_decay = group["weight_decay"]
         # torch's grad.add(param, alpha=weight_decay) parses alpha first: a weight_decay
         # that is not a number gets the option check's TypeError, not the sparse error
-        if _are_real(weight_decay) and weight_decay != 0:
+        if _is_real(weight_decay) and weight_decay != 0:
             raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
         if group["momentum"] != 0 and group["nesterov"]:
             buf = self.state.get(p, {}).get("momentum_buffer")
-            if buf is not None and not isinstance(buf, SparseGrad) and _are_real(group["momentum"], group["dampening"]):
+            if buf is not None and not isinstance(buf, SparseGrad) and _is_real(group["momentum"]) and _is_real(group["dampening"]):
                 # torch's grad.add(buf): a sparse gradient plus a dense buffer
                 raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
 
@@ -211,7 +205,7 @@ class SGD(Optimizer):
             # torch's buf.mul_(momentum).add_(grad, alpha=1 - dampening): a sparse buffer
             # plus a dense gradient, once momentum and 1 - dampening were computed (an
             # option of the wrong type gets the options check's TypeError instead)
-            if _are_real(group["momentum"], group["dampening"]):
+            if _is_real(group["momentum"]) and _is_real(group["dampening"]):
                 raise RuntimeError(_SPARSE_WEIGHT_DECAY_ERROR)
 
     def __init__(
