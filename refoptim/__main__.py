@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -362,6 +363,11 @@ def _bench(args: argparse.Namespace) -> int:
             return 2
         malloc_env = [tuple(s.split("=", 1)) for s in args.malloc_env]
     optimizers = list(bench.ALL_OPTIMIZERS) if args.all else args.optimizer
+    if args.no_scratch:
+        from . import _fastpath
+
+        os.environ["REFOPTIM_SCRATCH"] = "0"  # the fresh subprocesses read it at import
+        _fastpath.SCRATCH = False
     options: dict[str, Any] = {}
     process = args.process or ("both" if args.backend == "numpy" else "shared")
     if process != "shared":
@@ -679,6 +685,12 @@ def main(argv: list[str] | None = None) -> int:
         "each ratio moved (default settings: "
         + ", ".join(f"{k}={v}" for k, v in MALLOC_SETTINGS)
         + ")",
+    )
+    bench.add_argument(
+        "--no-scratch",
+        action="store_true",
+        help="run refoptim without its per-thread scratch buffers (REFOPTIM_SCRATCH=0, here and in the fresh "
+        "subprocesses): the rules' temporaries are then ordinary allocations",
     )
     bench.add_argument(
         "--markdown", metavar="FILE", help="also write the README's performance tables as Markdown to FILE ('-': print them)"

@@ -66,12 +66,14 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from itertools import pairwise
 from typing import Any
 
+from . import _scratch
 from ._backend import array_namespace, assign, is_array
 
 __all__ = [
     "CHUNK_ELEMENTS",
     "ELEMENTWISE",
     "PLAIN",
+    "SCRATCH",
     "THREAD_BLOCK_ELEMENTS",
     "THREAD_CHUNK_ELEMENTS",
     "ElementwiseStrategy",
@@ -109,6 +111,26 @@ THREAD_BLOCK_ELEMENTS = 32768
 """The fewest elements worth a thread of their own: an array of ``n`` elements is shared
 out to at most ``n // THREAD_BLOCK_ELEMENTS`` threads (handing a block to a thread costs
 tens of microseconds)."""
+
+SCRATCH = os.environ.get("REFOPTIM_SCRATCH", "1").strip().lower() not in ("0", "false", "no", "off")
+"""Whether the fast path gives a NumPy rule its pieces as scratch arrays
+(:mod:`refoptim._scratch`): the rule's temporaries then reuse each thread's buffers
+instead of allocating, so a steady-state step allocates nothing proportional to the
+parameters and faults no pages in, whatever the allocator's settings. The bits are the
+same either way. On by default; the environment variable ``REFOPTIM_SCRATCH=0`` (read at
+import) or ``False`` here turns it off (``python -m refoptim bench --no-scratch``
+measures the difference)."""
+
+
+def _scratch_wrapper(x: Any, scratch: bool | None) -> Callable[[Any], Any] | None:
+    """:func:`refoptim._scratch.scratch_view` where ``x`` is a plain NumPy array and
+    scratch arrays are on (``scratch``, default :data:`SCRATCH`), else ``None``."""
+    if not (SCRATCH if scratch is None else scratch):
+        return None
+    if type(x) is not _scratch.NDARRAY:
+        return None
+    return _scratch.scratch_view
+
 
 _num_threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -306,6 +328,7 @@ def chunked_update(
     thread_chunk: int | None = None,
     threads: int | None = None,
     block: int | None = None,
+    scratch: bool | None = None,
 ) -> None:
     """Run ``update(param, grad, state, group)`` piece by piece for each ``(param, grad,
     state)`` of ``items``; the same bits as one call each.
@@ -319,6 +342,9 @@ def chunked_update(
     per thread (at least ``block`` elements each, default :data:`THREAD_BLOCK_ELEMENTS`),
     and the blocks run at once, each piece by piece in pieces of at most ``thread_chunk``
     elements (default :data:`THREAD_CHUNK_ELEMENTS`) that never straddle two parameters.
+
+    With ``scratch`` (default :data:`SCRATCH`) and NumPy arrays, the rule's temporaries
+    live in each thread's scratch buffers (:mod:`refoptim._scratch`).
     """
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     thread_chunk = THREAD_CHUNK_ELEMENTS if thread_chunk is None else thread_chunk
@@ -332,6 +358,7 @@ def chunked_update(
         jobs.append((flat_p, flat_g, full, scalars, _count(param)))
     total = sum(job[4] for job in jobs)
     threads = _threads_for(items[0][0], total, threads, block)
+    wrap = _scratch_wrapper(items[0][0], scratch)
     results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
     if threads > 1:
         bounds = [total * i // threads for i in range(threads + 1)]
@@ -341,7 +368,7 @@ def chunked_update(
             for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
                 start, stop = max(lo - offset, 0), min(hi - offset, n)
                 if start < stop:
-                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk)
+                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk, wrap)
                     done.append((j, start, out))
                 offset += n
             return done
@@ -351,7 +378,7 @@ def chunked_update(
                 results[j].append(out)
     else:
         for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
-            results[j].append(_run_pieces(update, xp, flat_p, flat_g, full, scalars, group, 0, n, chunk))
+            results[j].append(_run_pieces(update, xp, flat_p, flat_g, full, scalars, group, 0, n, chunk, wrap))
     for (param, _, state), blocks in zip(items, results):
         state.update(blocks[0][0])
         created: dict[str, list[Any]] = {}
@@ -373,18 +400,26 @@ def _run_pieces(
     lo: int,
     hi: int,
     chunk: int,
+    wrap: Callable[[Any], Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """Elements ``lo:hi`` of the flat arrays, piece by piece, in order. Returns the scalar
-    state the first piece ended with, and the entries the rule created, piece by piece."""
+    state the first piece ended with, and the entries the rule created, piece by piece.
+
+    ``wrap`` (:func:`_scratch_wrapper`), where given, makes the views the rule sees
+    (scratch arrays); what the rule creates is then copied out of the scratch buffers."""
     kept: dict[str, Any] = {}
     created: dict[str, list[Any]] = {}
     for start in range(lo, hi, chunk):
         stop = min(start + chunk, hi)
-        views = {k: f[start:stop] for k, f in full.items()}
+        if wrap is None:
+            views = {k: f[start:stop] for k, f in full.items()}
+            p_view, g_view = flat_p[start:stop], flat_g[start:stop]
+        else:
+            views = {k: wrap(f[start:stop]) for k, f in full.items()}
+            p_view, g_view = wrap(flat_p[start:stop]), wrap(flat_g[start:stop])
         piece_state = {k: _copy(xp, v) for k, v in scalars.items()}
         piece_state.update(views)
-        p_view = flat_p[start:stop]
-        out = update(p_view, flat_g[start:stop], piece_state, group)
+        out = update(p_view, g_view, piece_state, group)
         if out is not p_view:
             p_view[...] = out
         for key, value in piece_state.items():
@@ -392,9 +427,9 @@ def _run_pieces(
                 if value is not views[key]:
                     views[key][...] = value
             elif is_array(value) and tuple(value.shape) == (stop - start,) and key not in scalars:
-                created.setdefault(key, []).append(value)
+                created.setdefault(key, []).append(value if wrap is None else _copy(xp, value))
             elif start == lo:
-                kept[key] = value
+                kept[key] = value if type(value) is not _scratch.Scratch else _copy(xp, value)
     return kept, created
 
 
@@ -456,6 +491,7 @@ def grouped_update(
     keys: list[tuple] | None = None,
     *,
     limit: int | None = None,
+    scratch: bool | None = None,
 ) -> None:
     """Update many small parameters with few calls of the rule; same bits as one call each.
 
@@ -487,19 +523,35 @@ def grouped_update(
             size += _count(item[0])
         runs.append(run)
     for run in runs:
-        _update_run(update, run, group)
+        _update_run(update, run, group, scratch)
 
 
-def _update_run(update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> None:
-    """One call of the rule for a run of parameters of one key, results copied back."""
+def _update_run(
+    update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any], scratch: bool | None = None
+) -> None:
+    """One call of the rule for a run of parameters of one key, results copied back.
+    With scratch arrays (:func:`_scratch_wrapper`) the concatenations and the rule's
+    temporaries live in the thread's scratch buffers."""
+    first_param, _, first_state = run[0]
+    wrap = _scratch_wrapper(first_param, scratch)
+    xp = array_namespace(first_param)
     if len(run) == 1:
         param, grad, state = run[0]
-        out = update(param, grad, state, group)
-        if out is not param:
-            param[...] = out
+        if wrap is None:
+            out = update(param, grad, state, group)
+            if out is not param:
+                param[...] = out
+            return
+        flat_p, flat_g, full = _flat_parts(param, grad, state)
+        scalars = {k: v for k, v in state.items() if k not in full}
+        n = _count(param)
+        kept, made = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, 0, n, n, wrap)
+        for key, value in kept.items():
+            state[key] = _set_scalar(xp, state.get(key), value)
+        for key, pieces in made.items():
+            state[key] = xp.reshape(pieces[0], tuple(param.shape))
         return
-    first_param, _, first_state = run[0]
-    xp = array_namespace(first_param)
+    concat = xp.concat if wrap is None else _scratch.concat
     shape = first_param.shape
     # Equal keys: every parameter of the run has these full-size entries and scalars.
     full_keys = [k for k, v in first_state.items() if is_array(v) and v.shape == shape]
@@ -516,8 +568,8 @@ def _update_run(update: Callable, run: list[tuple[Any, Any, dict[str, Any]]], gr
     total = offsets[-1]
     state: dict[str, Any] = {k: _copy(xp, first_state[k]) for k in scalar_keys}
     for j, key in enumerate(full_keys):
-        state[key] = xp.concat([f[2][j] for f in flat])
-    new_p = update(xp.concat([f[0] for f in flat]), xp.concat([f[1] for f in flat]), state, group)
+        state[key] = concat([f[2][j] for f in flat])
+    new_p = update(concat([f[0] for f in flat]), concat([f[1] for f in flat]), state, group)
     back = [state[k] for k in full_keys]
     created = [k for k, v in state.items() if k not in first_state and is_array(v) and tuple(v.shape) == (total,)]
     scalars = [(k, v) for k, v in state.items() if k not in full_keys and k not in created]
@@ -709,7 +761,8 @@ class ElementwiseStrategy(PlainStrategy):
       grouped (:data:`CHUNK_ELEMENTS`; 0 turns both fast paths off);
     - ``thread_chunk_elements``: elements per piece on threads (:data:`THREAD_CHUNK_ELEMENTS`);
     - ``thread_block_elements``: the fewest elements worth a thread (:data:`THREAD_BLOCK_ELEMENTS`);
-    - ``num_threads``: threads for large NumPy parameters (:func:`get_num_threads`).
+    - ``num_threads``: threads for large NumPy parameters (:func:`get_num_threads`);
+    - ``scratch``: NumPy rules compute in per-thread scratch buffers (:data:`SCRATCH`).
 
     Every setting gives the same bits.
     """
@@ -721,11 +774,13 @@ class ElementwiseStrategy(PlainStrategy):
         thread_chunk_elements: int | None = None,
         thread_block_elements: int | None = None,
         num_threads: int | None = None,
+        scratch: bool | None = None,
     ) -> None:
         self.chunk_elements = chunk_elements
         self.thread_chunk_elements = thread_chunk_elements
         self.thread_block_elements = thread_block_elements
         self.num_threads = num_threads
+        self.scratch = scratch
 
     def step_group(self, optimizer: Any, group: dict[str, Any], pairs: list[tuple[Any, Any]]) -> None:
         if shares_memory(pairs):
@@ -754,10 +809,16 @@ class ElementwiseStrategy(PlainStrategy):
                 thread_chunk=self.thread_chunk_elements,
                 threads=self.num_threads,
                 block=self.thread_block_elements,
+                scratch=self.scratch,
             )
         if together:
             grouped_update(
-                optimizer._update, [(p.data, grad, state) for p, grad, state in together], group, keys, limit=chunk
+                optimizer._update,
+                [(p.data, grad, state) for p, grad, state in together],
+                group,
+                keys,
+                limit=chunk,
+                scratch=self.scratch,
             )
         for p, _, state in pieces + together:
             if state:
@@ -765,7 +826,7 @@ class ElementwiseStrategy(PlainStrategy):
         return None
 
     def __repr__(self) -> str:
-        knobs = ("chunk_elements", "thread_chunk_elements", "thread_block_elements", "num_threads")
+        knobs = ("chunk_elements", "thread_chunk_elements", "thread_block_elements", "num_threads", "scratch")
         set_ = [f"{k}={getattr(self, k)!r}" for k in knobs if getattr(self, k) is not None]
         return f"{type(self).__name__}({', '.join(set_)})"
 

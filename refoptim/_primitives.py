@@ -205,17 +205,19 @@ def _kind(x: Any) -> int:
     if kind is None:
         from ._backend import _is_lazy
 
+        import sys
+
         module = getattr(type(x), "__module__", "") or ""
-        if module == "numpy" or module.startswith("array_api_strict"):
+        numpy = sys.modules.get("numpy")
+        subclass = numpy is not None and isinstance(x, numpy.ndarray)  # the fast path's scratch arrays
+        if module == "numpy" or subclass or module.startswith("array_api_strict"):
             import numpy
 
             _NUMPY_MODULE[:] = [numpy]
-            kind = _NDARRAY if module == "numpy" else _NUMPY_BACKED
+            kind = _NDARRAY if module == "numpy" or subclass else _NUMPY_BACKED
         elif not _is_lazy(x):
             kind = _EAGER
         else:
-            import sys
-
             jax = sys.modules.get("jax")
             concrete = (
                 jax is not None and isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
@@ -509,8 +511,10 @@ def _two_sum(x: Any, y: Any) -> tuple[Any, Any]:
     return s, (x - (s - bb)) + (y - bb)
 
 
-def fma(a: Any, b: Any, c: Any) -> Any:
-    """``a * b + c`` rounded once, as torch's fused CPU kernels round it.
+def fma(a: Any, b: Any, c: Any, out: Any = None) -> Any:
+    """``a * b + c`` rounded once, as torch's fused CPU kernels round it; with ``out``, the
+    result stored into ``out`` where it is writeable (:func:`~refoptim._backend.assign`:
+    keep what is returned).
 
     ``b`` and ``c`` are arrays of one dtype, ``a`` an array or a Python scalar already
     rounded to that dtype. float32 is evaluated in float64 (the product is exact there)
@@ -533,15 +537,26 @@ def fma(a: Any, b: Any, c: Any) -> Any:
     ``numpy.errstate(all="ignore")``: infinite, NaN or overflowing operands give IEEE's
     result without a ``RuntimeWarning`` (about 1.5 µs per call; reading ``numpy.geterr()``
     to skip it inside a caller's ``errstate`` costs about as much).
+
+    An array type may compute the same bits its own way: the fast path's scratch arrays
+    (:class:`refoptim._scratch.Scratch`) do, without temporaries, through their
+    ``_refoptim_fma`` method (``NotImplemented`` sends a case back here).
     """
+    own = getattr(b, "_refoptim_fma", None)
+    if own is not None:
+        done = own(a, c, out)
+        if done is not NotImplemented:
+            return done
     xp = array_namespace(b)
     kind = _kind(b)
     if kind <= _NUMPY_BACKED:
         with _NUMPY_MODULE[0].errstate(all="ignore"):
-            return _fma_by_dtype(xp, a, b, c)
-    if kind == _LAZY and b.dtype == xp.float64 and _is_dask(b):
-        return _fma_blocks(a, b, c)
-    return _fma_by_dtype(xp, a, b, c)
+            r = _fma_by_dtype(xp, a, b, c)
+    elif kind == _LAZY and b.dtype == xp.float64 and _is_dask(b):
+        r = _fma_blocks(a, b, c)
+    else:
+        r = _fma_by_dtype(xp, a, b, c)
+    return r if out is None else assign(out, r)
 
 
 def _fma_by_dtype(xp: Any, a: Any, b: Any, c: Any) -> Any:
@@ -567,10 +582,11 @@ def add(x: Any, other: Any, alpha: float = 1) -> Any:
 
 def add_(x: Any, other: Any, alpha: float = 1) -> Any:
     """torch's ``x.add_(other, alpha=alpha)`` in place: ``x <- x + alpha * other`` (fused)."""
-    if not isinstance(alpha, LazyFloat) and alpha == 1 and not is_complex(array_namespace(x), x):
+    xp = array_namespace(x)
+    if not isinstance(alpha, LazyFloat) and alpha == 1 and not is_complex(xp, x):
         x += other
         return x
-    return assign(x, add(x, other, alpha))
+    return fma(_as_dtype_scalar(xp, alpha, x.dtype), other, x, out=x)
 
 
 def mul_(x: Any, value: Any) -> Any:
@@ -589,10 +605,8 @@ def lerp_(x: Any, end: Any, weight: float) -> Any:
     w = _as_dtype_scalar(xp, weight, x.dtype)
     diff = end - x
     if abs(w) < 0.5:
-        out = fma(w, diff, x)
-    else:
-        out = fma(_as_dtype_scalar(xp, w - 1, x.dtype), diff, end)
-    return assign(x, out)
+        return fma(w, diff, x, out=x)
+    return fma(_as_dtype_scalar(xp, w - 1, x.dtype), diff, end, out=x)
 
 
 def addcmul(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
@@ -603,7 +617,8 @@ def addcmul(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
 
 def addcmul_(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:
     """torch's ``x.addcmul_(t1, t2, value=value)`` in place: ``fma(value * t1, t2, x)``."""
-    return assign(x, addcmul(x, t1, t2, value))
+    xp = array_namespace(x)
+    return fma(_as_dtype_scalar(xp, value, x.dtype) * t1, t2, x, out=x)
 
 
 def addcdiv_(x: Any, t1: Any, t2: Any, value: float = 1) -> Any:

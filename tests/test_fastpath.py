@@ -222,6 +222,9 @@ MODES = {
     "threads": (_large, TINY_THREADS, {"chunked_update", "_map_in_threads"}, set()),
     "grouped": (_many, {"chunk_elements": 64}, {"grouped_update"}, set()),
     "grouped-runs": (_many, {"chunk_elements": 8}, {"grouped_update"}, set()),
+    # without the scratch buffers (refoptim._scratch): the rule's temporaries allocated
+    "chunked-no-scratch": (_large, {"chunk_elements": 16, "num_threads": 1, "scratch": False}, {"chunked_update"}, set()),
+    "grouped-no-scratch": (_many, {"chunk_elements": 8, "scratch": False}, {"grouped_update"}, set()),
 }
 for _case in ALIASING:
     for _size, _label in [(8, "grouped"), (SIZE, "chunked")]:
