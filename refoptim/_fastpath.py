@@ -344,7 +344,8 @@ def chunked_update(
     elements (default :data:`THREAD_CHUNK_ELEMENTS`) that never straddle two parameters.
 
     With ``scratch`` (default :data:`SCRATCH`) and NumPy arrays, the rule's temporaries
-    live in each thread's scratch buffers (:mod:`refoptim._scratch`).
+    live in each thread's scratch buffers (:mod:`refoptim._scratch`), and a single thread
+    also takes pieces of ``thread_chunk`` elements (where larger than ``chunk``).
     """
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     thread_chunk = THREAD_CHUNK_ELEMENTS if thread_chunk is None else thread_chunk
@@ -362,23 +363,33 @@ def chunked_update(
     results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
     if threads > 1:
         bounds = [total * i // threads for i in range(threads + 1)]
+        spaces = _scratch.block_workspaces(threads) if wrap is not None else None
 
         def block(lo: int, hi: int) -> list[tuple[int, int, Any]]:
-            done, offset = [], 0
-            for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
-                start, stop = max(lo - offset, 0), min(hi - offset, n)
-                if start < stop:
-                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk, wrap)
-                    done.append((j, start, out))
-                offset += n
-            return done
+            previous = None if spaces is None else _scratch.lend(spaces[bounds.index(lo)])
+            try:
+                done, offset = [], 0
+                for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
+                    start, stop = max(lo - offset, 0), min(hi - offset, n)
+                    if start < stop:
+                        out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk, wrap)
+                        done.append((j, start, out))
+                    offset += n
+                return done
+            finally:
+                if spaces is not None:
+                    _scratch.restore(previous)
 
         for done in _map_in_threads(block, list(pairwise(bounds))):
             for j, _, out in sorted(done, key=lambda d: (d[0], d[1])):
                 results[j].append(out)
     else:
+        # With scratch buffers the temporaries' size no longer decides (no allocation),
+        # the interpreter's cost per piece does: the larger thread pieces (measured: Adam,
+        # 10M float32 elements, one thread, 69 ms against 114 ms in pieces of 15,872).
+        size = chunk if wrap is None else max(chunk, thread_chunk)
         for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
-            results[j].append(_run_pieces(update, xp, flat_p, flat_g, full, scalars, group, 0, n, chunk, wrap))
+            results[j].append(_run_pieces(update, xp, flat_p, flat_g, full, scalars, group, 0, n, size, wrap))
     for (param, _, state), blocks in zip(items, results):
         state.update(blocks[0][0])
         created: dict[str, list[Any]] = {}

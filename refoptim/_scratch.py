@@ -38,7 +38,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Scratch", "Workspace", "active", "concat", "release_all", "retained_bytes", "scratch_view", "workspace"]
+__all__ = [
+    "Scratch",
+    "Workspace",
+    "active",
+    "block_workspaces",
+    "concat",
+    "lend",
+    "release_all",
+    "restore",
+    "retained_bytes",
+    "scratch_view",
+    "workspace",
+]
 
 _plain = np.ndarray
 NDARRAY = np.ndarray
@@ -53,21 +65,26 @@ class Workspace:
     as a plain array (what ufuncs write into) and as a :class:`Scratch` array (what the
     rule receives). The same shape and dtype, asked again (the next piece, the next
     step), get the same two objects back, so lending costs no allocation at all.
-    :meth:`take` lends the first free buffer large enough; a new one (at least
-    ``block_bytes``) when none is; ``limit`` caps how many buffers the workspace keeps
-    (beyond it a temporary is an ordinary allocation, freed as usual)."""
+    :meth:`take` lends the first free buffer large enough; a new one when none is, its
+    size rounded up to a multiple of ``block_bytes`` (so sizes that differ a little, as
+    the runs of small parameters do, share buffers); ``limit`` caps how many buffers the
+    workspace keeps (beyond it a temporary is an ordinary allocation, freed as usual)."""
 
     __slots__ = ("buffers", "block_bytes", "limit")
 
-    def __init__(self, block_bytes: int = 1 << 20, limit: int = 64) -> None:
+    def __init__(self, block_bytes: int = 1 << 16, limit: int = 64) -> None:
         self.buffers: list[list[Any]] = []
         self.block_bytes = block_bytes
         self.limit = limit
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, Scratch]:
         """A free buffer as ``(plain, scratch)`` arrays of ``shape`` and ``dtype`` over the
-        same memory (uninitialised, C-contiguous)."""
-        n = -1
+        same memory (uninitialised, C-contiguous): the free buffer last lent with this
+        shape and dtype, else the smallest free one large enough, else a new one."""
+        n = dtype.itemsize
+        for s in shape:
+            n *= s
+        best = None
         for entry in self.buffers:
             scratch = entry[2]
             # free: the scratch view is referred to by the entry and the local name only
@@ -75,24 +92,20 @@ class Workspace:
             if _getrefcount(scratch) == 3:
                 if scratch.shape == shape and scratch.dtype == dtype:
                     return entry[1], scratch
-                if n < 0:
-                    n = dtype.itemsize
-                    for s in shape:
-                        n *= s
-                if entry[0].nbytes >= n:
-                    plain = _plain(shape, dtype, buffer=entry[0])
-                    scratch = plain.view(Scratch)
-                    entry[1] = plain
-                    entry[2] = scratch
-                    return plain, scratch
-        if n < 0:
-            n = dtype.itemsize
-            for s in shape:
-                n *= s
+                size = entry[0].nbytes
+                if size >= n and (best is None or size < best[0].nbytes):
+                    best = entry
+        if best is not None:
+            plain = _plain(shape, dtype, buffer=best[0])
+            scratch = plain.view(Scratch)
+            best[1] = plain
+            best[2] = scratch
+            return plain, scratch
         if len(self.buffers) >= self.limit:
             plain = np.empty(shape, dtype)
             return plain, plain.view(Scratch)
-        raw = np.empty(max(n, self.block_bytes), np.uint8)
+        block = self.block_bytes
+        raw = np.empty(max(block, -(-n // block) * block), np.uint8)
         plain = _plain(shape, dtype, buffer=raw)
         scratch = plain.view(Scratch)
         self.buffers.append([raw, plain, scratch])
@@ -126,6 +139,40 @@ def workspace() -> Workspace:
 def active() -> Workspace | None:
     """The calling thread's workspace if it has one, else ``None``."""
     return getattr(_local, "ws", None)
+
+
+def block_workspaces(n: int) -> list[Workspace]:
+    """The calling thread's ``n`` workspaces for the blocks it hands to other threads
+    (block ``i`` always computes in workspace ``i``, whichever pool thread runs it, so
+    the buffers are warm from the second step on and their number does not depend on
+    which thread picked which block). Only the calling thread hands them out, one per
+    block of one call at a time: no two threads use one at once."""
+    try:
+        spaces = _local.blocks
+    except AttributeError:
+        spaces = _local.blocks = []
+    while len(spaces) < n:
+        ws = Workspace()
+        with _all_lock:
+            _all_workspaces.append(ws)
+        spaces.append(ws)
+    return spaces
+
+
+def lend(ws: Workspace) -> Workspace | None:
+    """Make ``ws`` the calling thread's workspace; returns the one it replaces (give it
+    back with :func:`restore`)."""
+    previous = getattr(_local, "ws", None)
+    _local.ws = ws
+    return previous
+
+
+def restore(previous: Workspace | None) -> None:
+    """Undo :func:`lend`."""
+    if previous is None:
+        del _local.ws
+    else:
+        _local.ws = previous
 
 
 def retained_bytes() -> int:
@@ -191,6 +238,22 @@ def _out_dtype(key: tuple) -> np.dtype | None:
     return found
 
 
+_UNKNOWN = object()
+
+
+def _fallback(ufunc: np.ufunc, method: str, inputs: tuple, out: Any, kwargs: dict) -> Any:
+    """A ufunc call as NumPy makes it, on the plain arrays behind the scratch ones
+    (broadcasting between shapes, reductions, options): its result is NumPy's own."""
+    args = tuple(x.view(_plain) if type(x) is Scratch else x for x in inputs)
+    if out is not None:
+        plain_out = tuple(o.view(_plain) if type(o) is Scratch else o for o in out)
+        result = getattr(ufunc, method)(*args, out=plain_out, **kwargs)
+        if result is NotImplemented:
+            return result
+        return out[0] if len(out) == 1 else out
+    return getattr(ufunc, method)(*args, **kwargs)
+
+
 class Scratch(np.ndarray):
     """A NumPy array whose operations put their results in the thread's scratch buffers.
 
@@ -200,46 +263,58 @@ class Scratch(np.ndarray):
     entries are copied out)."""
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, out: Any = None, **kwargs: Any) -> Any:
-        if out is None and method == "__call__" and not kwargs and ufunc.nout == 1:
-            # the hot path: one output, operands of one shape (or 0-d, or Python scalars)
-            shape: tuple[int, ...] = ()
-            args = []
-            key: list[Any] = [ufunc]
-            for x in inputs:
-                kind = type(x)
-                if kind is Scratch:
-                    args.append(x.view(_plain))
-                elif kind in _SCALARS:
-                    args.append(x)
-                    key.append(kind)
-                    continue
-                else:
-                    args.append(x)
-                    if not isinstance(x, (_plain, np.generic)):
-                        shape = None  # type: ignore[assignment]
-                        break
-                key.append(x.dtype)
-                s = x.shape
-                if s:
-                    if not shape:
-                        shape = s
-                    elif s != shape:
-                        shape = None  # type: ignore[assignment]
-                        break
-            if shape:
-                dtype = _out_dtype(tuple(key))
-                if dtype is not None:
-                    plain, scratch = workspace().take(shape, dtype)
-                    ufunc(*args, out=plain)
-                    return scratch
-        args = tuple(x.view(_plain) if type(x) is Scratch else x for x in inputs)
-        if out is not None:
-            plain_out = tuple(o.view(_plain) if type(o) is Scratch else o for o in out)
-            result = getattr(ufunc, method)(*args, out=plain_out, **kwargs)
-            if result is NotImplemented:
-                return result
-            return out[0] if len(out) == 1 else out
-        return getattr(ufunc, method)(*args, **kwargs)
+        # The hot paths are written out: this runs for every operation of a rule, and
+        # its Python time is held under the interpreter lock, which the threads share.
+        if method == "__call__" and not kwargs:
+            if out is None:
+                if len(inputs) == 2:
+                    x, y = inputs
+                    tx, ty = type(x), type(y)
+                    if tx is Scratch:
+                        kx, sx, x = x.dtype, x.shape, x.view(_plain)
+                    elif tx in _SCALARS:
+                        kx, sx = tx, ()
+                    elif tx is _plain or isinstance(x, np.generic):
+                        kx, sx = x.dtype, x.shape
+                    else:
+                        return _fallback(ufunc, method, inputs, out, kwargs)
+                    if ty is Scratch:
+                        ky, sy, y = y.dtype, y.shape, y.view(_plain)
+                    elif ty in _SCALARS:
+                        ky, sy = ty, ()
+                    elif ty is _plain or isinstance(y, np.generic):
+                        ky, sy = y.dtype, y.shape
+                    else:
+                        return _fallback(ufunc, method, inputs, out, kwargs)
+                    if sx and sy and sx != sy:
+                        return _fallback(ufunc, method, inputs, out, kwargs)
+                    key = (ufunc, kx, ky)
+                    dtype = _RESOLVED.get(key, _UNKNOWN)
+                    if dtype is _UNKNOWN:
+                        dtype = _out_dtype(key)
+                    if dtype is not None and (sx or sy):
+                        plain, scratch = workspace().take(sx or sy, dtype)
+                        ufunc(x, y, out=plain)
+                        return scratch
+                elif len(inputs) == 1 and ufunc.nout == 1:
+                    x = inputs[0]
+                    if type(x) is Scratch and x.shape:
+                        key = (ufunc, x.dtype)
+                        dtype = _RESOLVED.get(key, _UNKNOWN)
+                        if dtype is _UNKNOWN:
+                            dtype = _out_dtype(key)
+                        if dtype is not None:
+                            plain, scratch = workspace().take(x.shape, dtype)
+                            ufunc(x.view(_plain), out=plain)
+                            return scratch
+            elif len(out) == 1:  # an in-place operator (x *= y) or an explicit out=
+                target = out[0]
+                ufunc(
+                    *[x.view(_plain) if type(x) is Scratch else x for x in inputs],
+                    out=target.view(_plain) if type(target) is Scratch else target,
+                )
+                return target
+        return _fallback(ufunc, method, inputs, out, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         impl = _FUNCTIONS.get(func)

@@ -218,7 +218,9 @@ TINY_THREADS = {"chunk_elements": 16, "num_threads": 3, "thread_chunk_elements":
 MODES = {
     "whole": (_large, {"chunk_elements": 0}, set(), {"chunked_update", "grouped_update"}),
     "whole-many": (_many, {"chunk_elements": 0}, set(), {"chunked_update", "grouped_update"}),
-    "chunked": (_large, {"chunk_elements": 16, "num_threads": 1}, {"chunked_update"}, {"_map_in_threads"}),
+    "chunked": (
+        _large, {"chunk_elements": 16, "num_threads": 1, "thread_chunk_elements": 16}, {"chunked_update"}, {"_map_in_threads"}
+    ),
     "threads": (_large, TINY_THREADS, {"chunked_update", "_map_in_threads"}, set()),
     "grouped": (_many, {"chunk_elements": 64}, {"grouped_update"}, set()),
     "grouped-runs": (_many, {"chunk_elements": 8}, {"grouped_update"}, set()),
