@@ -368,6 +368,16 @@ def _bench(args: argparse.Namespace) -> int:
 
         os.environ["REFOPTIM_SCRATCH"] = "0"  # the fresh subprocesses read it at import
         _fastpath.SCRATCH = False
+    if args.numba:
+        from . import _numba, _scratch
+
+        try:
+            _numba.kernels()
+        except ImportError as exc:
+            print(f"error: --numba: {exc}", file=sys.stderr)
+            return 2
+        os.environ["REFOPTIM_NUMBA"] = "1"
+        _scratch.NUMBA = True
     options: dict[str, Any] = {}
     process = args.process or ("both" if args.backend == "numpy" else "shared")
     if process != "shared":
@@ -691,6 +701,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run refoptim without its per-thread scratch buffers (REFOPTIM_SCRATCH=0, here and in the fresh "
         "subprocesses): the rules' temporaries are then ordinary allocations",
+    )
+    bench.add_argument(
+        "--numba",
+        action="store_true",
+        help="run refoptim with its opt-in compiled float32 fused multiply-add (REFOPTIM_NUMBA=1, here and in the "
+        "fresh subprocesses; needs numba)",
     )
     bench.add_argument(
         "--markdown", metavar="FILE", help="also write the README's performance tables as Markdown to FILE ('-': print them)"

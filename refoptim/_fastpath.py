@@ -74,6 +74,7 @@ __all__ = [
     "ELEMENTWISE",
     "PLAIN",
     "SCRATCH",
+    "SCRATCH_MIN_ELEMENTS",
     "THREAD_BLOCK_ELEMENTS",
     "THREAD_CHUNK_ELEMENTS",
     "ElementwiseStrategy",
@@ -122,10 +123,19 @@ import) or ``False`` here turns it off (``python -m refoptim bench --no-scratch`
 measures the difference)."""
 
 
-def _scratch_wrapper(x: Any, scratch: bool | None) -> Callable[[Any], Any] | None:
-    """:func:`refoptim._scratch.scratch_view` where ``x`` is a plain NumPy array and
-    scratch arrays are on (``scratch``, default :data:`SCRATCH`), else ``None``."""
-    if not (SCRATCH if scratch is None else scratch):
+SCRATCH_MIN_ELEMENTS = 8192
+"""The fewest elements a call of the rule must cover to compute in scratch buffers: a
+float64 temporary of 8,192 elements is 64 KiB. Smaller temporaries come from the
+allocator's free lists without touching the kernel, and the scratch arrays' Python cost
+per operation would then be most of the step (the fingerprint's small cases ran 35%
+slower with it)."""
+
+
+def _scratch_wrapper(x: Any, scratch: bool | None, n: int) -> Callable[[Any], Any] | None:
+    """:func:`refoptim._scratch.scratch_view` where ``x`` is a plain NumPy array, the call
+    covers at least :data:`SCRATCH_MIN_ELEMENTS` elements (``n``) and scratch arrays are
+    on (``scratch``, default :data:`SCRATCH`), else ``None``."""
+    if not (SCRATCH if scratch is None else scratch) or n < SCRATCH_MIN_ELEMENTS:
         return None
     if type(x) is not _scratch.NDARRAY:
         return None
@@ -359,7 +369,7 @@ def chunked_update(
         jobs.append((flat_p, flat_g, full, scalars, _count(param)))
     total = sum(job[4] for job in jobs)
     threads = _threads_for(items[0][0], total, threads, block)
-    wrap = _scratch_wrapper(items[0][0], scratch)
+    wrap = _scratch_wrapper(items[0][0], scratch, total)
     results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
     if threads > 1:
         bounds = [total * i // threads for i in range(threads + 1)]
@@ -544,7 +554,7 @@ def _update_run(
     With scratch arrays (:func:`_scratch_wrapper`) the concatenations and the rule's
     temporaries live in the thread's scratch buffers."""
     first_param, _, first_state = run[0]
-    wrap = _scratch_wrapper(first_param, scratch)
+    wrap = _scratch_wrapper(first_param, scratch, sum(_count(item[0]) for item in run))
     xp = array_namespace(first_param)
     if len(run) == 1:
         param, grad, state = run[0]

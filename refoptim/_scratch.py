@@ -32,11 +32,14 @@ copies: the same roundings, five passes over the data become two.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any
 
 import numpy as np
+
+from . import _numba
 
 __all__ = [
     "Scratch",
@@ -54,6 +57,11 @@ __all__ = [
 
 _plain = np.ndarray
 NDARRAY = np.ndarray
+
+NUMBA = os.environ.get("REFOPTIM_NUMBA", "0").strip().lower() in ("1", "true", "yes", "on")
+"""Whether the float32 fused multiply-add of the fast path runs as a compiled kernel
+(:mod:`refoptim._numba`, opt-in, needs numba): the same bits in one pass instead of four.
+Off by default; ``REFOPTIM_NUMBA=1`` (read at import) or ``True`` here turns it on."""
 _getrefcount = sys.getrefcount
 
 
@@ -196,8 +204,8 @@ def _forget() -> None:
     _local, _all_workspaces, _all_lock = threading.local(), [], threading.Lock()
 
 
-if hasattr(__import__("os"), "register_at_fork"):
-    __import__("os").register_at_fork(after_in_child=_forget)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget)
 
 
 def _strip(x: Any) -> Any:
@@ -346,12 +354,28 @@ class Scratch(np.ndarray):
         shape = self.shape
         if (
             self.dtype != _F32
+            or not self.flags.c_contiguous
             or getattr(c, "dtype", None) != _F32
             or c.shape != shape
-            or not (type(a) is float or (getattr(a, "dtype", None) == _F32 and a.shape == shape))
+            or not c.flags.c_contiguous
+            or not (type(a) is float or (getattr(a, "dtype", None) == _F32 and a.shape == shape and a.flags.c_contiguous))
+            or (out is not None and not (out.shape == shape and out.dtype == _F32 and out.flags.c_contiguous))
         ):
             return NotImplemented
         ws = workspace()
+        if NUMBA:
+            scalar_kernel, array_kernel = _numba.kernels()
+            if out is None:
+                dest, result = ws.take(shape, _F32)
+            else:
+                dest, result = _strip(out), out
+            flat = (-1,)
+            b = self.view(_plain).reshape(flat)
+            if type(a) is float:
+                scalar_kernel(a, b, _strip(c).reshape(flat), dest.reshape(flat))
+            else:
+                array_kernel(_strip(a).reshape(flat), b, _strip(c).reshape(flat), dest.reshape(flat))
+            return result
         wide, held = ws.take(shape, _F64)  # held: the buffer stays lent while this runs
         np.copyto(wide, self.view(_plain))
         np.multiply(wide, _strip(a), out=wide)

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 import refoptim
-from refoptim import _scratch, registry
+from refoptim import _fastpath, _scratch, registry
 
 __all__ = [
     "ALL_OPTIMIZERS",
@@ -534,7 +534,9 @@ def run(
         print(
             f"refoptim {refoptim.__version__} on NumPy {np.__version__} ({refoptim.get_num_threads()} threads) "
             f"against torch {torch.__version__} (CPU, {torch.get_num_threads()} threads); "
-            f"median of {repeats} steps after the first; {modes}; allocator variables inherited: {inherited}",
+            f"median of {repeats} steps after the first; {modes}; allocator variables inherited: {inherited}; "
+            f"scratch buffers {'on' if _fastpath.SCRATCH else 'off'}, "
+            f"compiled float32 fma {'on' if _scratch.NUMBA else 'off'}",
             file=out,
         )
     else:

@@ -16,7 +16,7 @@ import pytest
 
 import refoptim
 import refoptim._fastpath as fastpath
-from refoptim import registry
+from refoptim import _scratch, registry
 
 # --------------------------------------------------------------------- the cases, from the registry
 ELEMENTWISE = registry.names(elementwise=True)
@@ -227,12 +227,23 @@ MODES = {
     # without the scratch buffers (refoptim._scratch): the rule's temporaries allocated
     "chunked-no-scratch": (_large, {"chunk_elements": 16, "num_threads": 1, "scratch": False}, {"chunked_update"}, set()),
     "grouped-no-scratch": (_many, {"chunk_elements": 8, "scratch": False}, {"grouped_update"}, set()),
+    # the opt-in compiled float32 fused multiply-add (refoptim._numba); float32 cases only
+    "threads-numba": (_large, TINY_THREADS, {"chunked_update", "_map_in_threads"}, set()),
+    "grouped-numba": (_many, {"chunk_elements": 8}, {"grouped_update"}, set()),
 }
+NUMBA_MODES = {"threads-numba", "grouped-numba"}
 for _case in ALIASING:
     for _size, _label in [(8, "grouped"), (SIZE, "chunked")]:
         MODES[f"{_case}-{_label}"] = (_aliased(_case, _size), TINY_THREADS, set(), set())
 MODES["read-only-chunked"] = (_aliased("read-only", SIZE), TINY_THREADS, {"_map_in_threads"}, set())
 MODES["read-only-grouped"] = (_aliased("read-only", 8), TINY_THREADS, {"grouped_update"}, set())
+
+
+@pytest.fixture(autouse=True)
+def _scratch_for_small_arrays(monkeypatch):
+    """The cases here are small: they take the scratch buffers all the same (in normal use
+    only calls of at least ``SCRATCH_MIN_ELEMENTS`` elements do)."""
+    monkeypatch.setattr(fastpath, "SCRATCH_MIN_ELEMENTS", 0)
 
 
 # --------------------------------------------------------------------- running and comparing
@@ -300,12 +311,18 @@ def test_fast_paths_give_the_plain_rules_bits(name, options, dtype, mode):
     piece by piece, on threads, grouped; aliased and read-only memory) has every
     parameter and every state entry bitwise equal to the plain rule's."""
     build, knobs, must, must_not = MODES[mode]
+    if mode in NUMBA_MODES:
+        if np.dtype(dtype) != np.float32:
+            pytest.skip("the compiled fused multiply-add is float32's only")
+        pytest.importorskip("numba")
     steps = 3 if build not in (_large, _many) else 5
     inputs = build.__name__ if build in (_large, _many) else mode
     key = (name, repr(sorted(options.items())), np.dtype(dtype).name, inputs)
     plain = _plain(name, options, dtype, build, steps, key)
     spy = {fn: [] for fn in must | must_not}
-    fast = _run(name, options, dtype, build, fastpath.ElementwiseStrategy(**knobs), steps, spy)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_scratch, "NUMBA", mode in NUMBA_MODES)
+        fast = _run(name, options, dtype, build, fastpath.ElementwiseStrategy(**knobs), steps, spy)
     for fn in must:
         assert spy[fn], f"{fn} was not called: the fast path was not taken"
     for fn in must_not:

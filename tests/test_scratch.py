@@ -155,6 +155,7 @@ def test_results_of_a_step_are_never_scratch_arrays(monkeypatch):
     """State entries a rule creates (SGD's momentum buffer, made from the gradient in the
     first step) are copied out of the scratch buffers; parameters keep their arrays."""
     monkeypatch.setattr(fastpath, "CHUNK_ELEMENTS", 16)
+    monkeypatch.setattr(fastpath, "SCRATCH_MIN_ELEMENTS", 0)
     p = refoptim.Parameter(np.linspace(-1, 1, 100, dtype=np.float32))
     data = p.data
     p.grad = np.ones(100, np.float32)
@@ -166,6 +167,20 @@ def test_results_of_a_step_are_never_scratch_arrays(monkeypatch):
     assert lent and not any(np.shares_memory(buf, raw) for raw in lent)
 
 
+def test_only_calls_of_enough_elements_take_scratch_buffers():
+    """Small parameters' temporaries come from the allocator's free lists; scratch arrays
+    would only add their Python cost: calls under ``SCRATCH_MIN_ELEMENTS`` elements do
+    without them, larger ones take them."""
+    n = fastpath.SCRATCH_MIN_ELEMENTS
+    for size, expect in [(n // 4, False), (4 * n, True)]:
+        _scratch.release_all()
+        ps = [refoptim.Parameter(np.ones(size, np.float32)) for _ in range(3)]
+        for p in ps:
+            p.grad = np.ones(size, np.float32)
+        refoptim.Adam(ps).step()
+        assert (_scratch.retained_bytes() > 0) is expect, size
+
+
 def test_the_environment_turns_scratch_buffers_off():
     import subprocess
 
@@ -174,3 +189,32 @@ def test_the_environment_turns_scratch_buffers_off():
         env = {"REFOPTIM_SCRATCH": value, "PATH": "", "PYTHONPATH": ":".join(sys.path)}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expect
+
+
+def test_the_compiled_fused_multiply_add_gives_the_array_api_bits(monkeypatch):
+    """The opt-in numba kernels (:mod:`refoptim._numba`): ``fma`` on float32 scratch arrays,
+    with a Python scalar and with an array as ``a``, into a new buffer and in place over
+    ``c``, on a million operands spread over float32's range (subnormal to overflowing
+    products, infinities, NaN, signed zeros): bit for bit the Array API route's result."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_scratch, "NUMBA", True)
+    rng = np.random.default_rng(3)
+    n = 1_000_000
+    scale = rng.choice([1e-40, 1e-20, 1.0, 1e20, 1e38], n)
+    with np.errstate(over="ignore"):
+        b = (rng.standard_normal(n) * scale).astype(np.float32)
+        c = (rng.standard_normal(n) * scale[::-1]).astype(np.float32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 3e38, -3e38], np.float32)
+    b[:64], c[:64] = np.tile(special, 8), np.repeat(special, 8)
+    arrays = rng.standard_normal(n).astype(np.float32)
+    with quiet():
+        for a in (0.1, -1e-3, 0.999, 3e38, float(np.float32(1 / 3)), arrays):
+            a_scalar = a if isinstance(a, np.ndarray) else float(np.float32(a))
+            want = fma(a_scalar, b, c)  # plain arrays: the Array API route
+            a_in = _scratch.scratch_view(a) if isinstance(a, np.ndarray) else a_scalar
+            got = fma(a_in, _scratch.scratch_view(b), _scratch.scratch_view(c))
+            assert np.asarray(got).view(np.ndarray).tobytes() == want.tobytes()
+            c_copy = c.copy()
+            target = _scratch.scratch_view(c_copy)
+            assert fma(a_in, _scratch.scratch_view(b), target, out=target) is target
+            assert c_copy.tobytes() == want.tobytes()
