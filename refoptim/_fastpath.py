@@ -17,11 +17,12 @@ how the rule runs, and runs it:
 
 A strategy reaches the optimizer only through ``optimizer.state``,
 ``optimizer._init_state(p, group)`` and ``optimizer._update(param, grad, state, group)``.
-This is where per-thread scratch buffers (issue 19) plug in: an ``ElementwiseStrategy``
-knows every piece it runs and on which thread, so it can hand each piece a preallocated
-buffer of its size instead of letting the rule allocate; nothing outside this module
-needs to change, and the test that guards it (``tests/test_fastpath.py``, generated from
-the registry) compares every strategy's bits with the plain rule's.
+On NumPy it hands the rule its pieces as scratch arrays (:mod:`refoptim._scratch`,
+:data:`SCRATCH`): the rule's temporaries then reuse each thread's buffers, so a
+steady-state step allocates nothing proportional to the parameters, whatever the
+allocator's settings. The test that guards every strategy (``tests/test_fastpath.py``,
+generated from the registry) compares its bits with the plain rule's, with scratch
+buffers on and off.
 
 An elementwise rule (every optimizer whose update of an element depends only on that
 element, its gradient and its state, plus scalars) gives the same bits whether it runs
