@@ -24,10 +24,11 @@ against a page fault per 4 KiB that it saves; :mod:`refoptim.bench` measures bot
 different shapes, ufunc options, reductions) runs as NumPy runs it, unpooled.
 
 The fused multiply-add, the one primitive that is more than one ufunc, also has a pooled
-form (:meth:`Scratch._refoptim_fma`): on float32, the float64 product and sum are two ufunc
-calls with ``dtype=float64`` and the last one writes (rounding to float32) straight into
-its destination, where the generic route converts, multiplies, adds, converts back and
-copies: the same roundings, five passes over the data become two.
+form (:meth:`Scratch._refoptim_fma`): on float32, ``b`` is copied into one float64 buffer,
+multiplied by ``a``, ``c`` is added, and the sum is copied, rounded to float32, straight
+into its destination, where the generic route makes four temporaries and a final copy:
+the same roundings. With :data:`NUMBA` (opt-in) the same expression runs as one compiled
+pass (:mod:`refoptim._numba`).
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ class Scratch(np.ndarray):
         # its Python time is held under the interpreter lock, which the threads share.
         if method == "__call__" and not kwargs:
             if out is None:
-                if len(inputs) == 2:
+                if len(inputs) == 2 and ufunc.nout == 1:
                     x, y = inputs
                     tx, ty = type(x), type(y)
                     if tx is Scratch:
