@@ -127,6 +127,7 @@ OPS = {
     "reduce": lambda x, y: np.minimum.reduce(np.abs(x), axis=None, initial=np.inf),
     "broadcast": lambda x, y: x[:, None] * y[None, :4],
     "inplace": lambda x, y: x.__imul__(0.5),
+    "two-outputs": lambda x, y: np.divmod(x, 2.0),
     "fma-scalar": lambda x, y: fma(0.1, x, y),
     "fma-array": lambda x, y: fma(y * 0.5, x, y),
     "fma-out": lambda x, y: fma(-0.25, x, y, out=y),
