@@ -124,12 +124,21 @@ import) or ``False`` here turns it off (``python -m refoptim bench --no-scratch`
 measures the difference)."""
 
 
-SCRATCH_MIN_ELEMENTS = 8192
-"""The fewest elements a call of the rule must cover to compute in scratch buffers: a
-float64 temporary of 8,192 elements is 64 KiB. Smaller temporaries come from the
-allocator's free lists without touching the kernel, and the scratch arrays' Python cost
-per operation would then be most of the step (the fingerprint's small cases ran 35%
-slower with it)."""
+def _min_elements_from_env() -> int:
+    try:
+        return max(0, int(os.environ.get("REFOPTIM_SCRATCH_MIN_ELEMENTS", "8192")))
+    except ValueError:
+        return 8192
+
+
+SCRATCH_MIN_ELEMENTS = _min_elements_from_env()
+"""The fewest elements a call of the rule must cover to compute in scratch buffers
+(default 8,192: a float64 temporary of 8,192 elements is 64 KiB). Smaller temporaries come
+from the allocator's free lists without touching the kernel, and the scratch arrays'
+Python cost per operation would then be most of the step (the fingerprint's small cases
+ran 35% slower with it). The environment variable ``REFOPTIM_SCRATCH_MIN_ELEMENTS``
+(read at import) sets it: ``0`` puts every call on scratch buffers, which is how the
+fingerprint checks their bits on its small cases."""
 
 
 def _scratch_wrapper(x: Any, scratch: bool | None, n: int) -> Callable[[Any], Any] | None:

@@ -9,6 +9,7 @@ The variants run in subprocesses, two at a time. ``OPENBLAS_CORETYPE`` and
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -51,6 +52,12 @@ def _variants() -> dict[str, tuple[dict[str, str], list[str]]]:
         variants["npy-no-avx512-no-avx2"] = ({"NPY_DISABLE_CPU_FEATURES": " ".join(avx512 + avx2)}, [])
     for n in (1, 2, 3):
         variants[f"threads-{n}"] = ({"REFOPTIM_NUM_THREADS": str(n)}, [])
+    # every call on scratch buffers (refoptim/_scratch.py; by default only calls of 8192+
+    # elements, and the fingerprint's parameters are small), and none at all
+    variants["scratch-everywhere"] = ({"REFOPTIM_SCRATCH_MIN_ELEMENTS": "0"}, [])
+    variants["no-scratch"] = ({"REFOPTIM_SCRATCH": "0"}, [])
+    if importlib.util.find_spec("numba") is not None:  # the opt-in compiled float32 fma
+        variants["numba-everywhere"] = ({"REFOPTIM_NUMBA": "1", "REFOPTIM_SCRATCH_MIN_ELEMENTS": "0"}, [])
     return variants
 
 
