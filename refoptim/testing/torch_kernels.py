@@ -36,14 +36,17 @@ import numpy as np
 import torch
 
 import refoptim._primitives as _primitives
+from refoptim._backend import assign
 
 __all__ = ["torch_fuses", "unfused_fma", "unfused_primitives"]
 
 
-def unfused_fma(a: Any, b: Any, c: Any) -> Any:
+def unfused_fma(a: Any, b: Any, c: Any, out: Any = None) -> Any:
     """``a * b + c`` with the product and the sum each rounded to ``b``'s dtype: what
-    torch's kernels compute without FMA instructions (``ATEN_CPU_CAPABILITY=default``)."""
-    return a * b + c
+    torch's kernels compute without FMA instructions (``ATEN_CPU_CAPABILITY=default``);
+    stored into ``out`` where given, as :func:`refoptim._primitives.fma` does."""
+    r = a * b + c
+    return r if out is None else assign(out, r)
 
 
 @functools.lru_cache(maxsize=None)
