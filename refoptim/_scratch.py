@@ -45,7 +45,6 @@ from . import _numba
 __all__ = [
     "Scratch",
     "Workspace",
-    "active",
     "block_workspaces",
     "concat",
     "lend",
@@ -143,11 +142,6 @@ def workspace() -> Workspace:
         with _all_lock:
             _all_workspaces.append(ws)
         return ws
-
-
-def active() -> Workspace | None:
-    """The calling thread's workspace if it has one, else ``None``."""
-    return getattr(_local, "ws", None)
 
 
 def block_workspaces(n: int) -> list[Workspace]:

@@ -71,6 +71,7 @@ __all__ = [
     "require_backend",
     "run",
     "run_dask",
+    "traced_peak",
 ]
 
 BACKENDS = ("numpy", "cupy")
@@ -272,20 +273,28 @@ def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repe
     opt = getattr(refoptim, name)(ps, **OPTIMIZERS[name])
     _scratch.release_all()  # this optimizer's scratch buffers only, made in its first step
     timing = _timed(opt.step, repeats)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        opt.step()
-        tracemalloc.reset_peak()
-        before, _ = tracemalloc.get_traced_memory()
-        opt.step()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(opt.step)
     nbytes = sum(p.nbytes for p in params)
     # The scratch buffers were made before tracing began and are kept between steps: they
     # are extra memory all the same.
-    return timing, (peak - before + _scratch.retained_bytes()) / nbytes
+    return timing, (peak + _scratch.retained_bytes()) / nbytes
+
+
+def traced_peak(step: Any) -> int:
+    """The most bytes one call of ``step`` allocates on top of what existed before it
+    (``tracemalloc``, which NumPy reports its buffers to), measured on a second call
+    after a first one under tracing."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        step()
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before
 
 
 def _torch(

@@ -3,9 +3,7 @@ step allocates nothing proportional to the parameters, and every operation a rul
 scratch arrays gives NumPy's own dtype and bits. (That every optimizer's results are the
 plain rule's bits with scratch buffers on and off is ``tests/test_fastpath.py``.)"""
 
-import gc
 import sys
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -16,12 +14,13 @@ import refoptim._fastpath as fastpath
 from refoptim import _scratch, registry
 from refoptim._backend import quiet
 from refoptim._primitives import fma
+from refoptim.bench import traced_peak
 
 ELEMENTWISE = registry.names(elementwise=True)
 
 
 def _steady_state_peak(name, scratch, threads, n=200_000, tensors=2):
-    """Bytes a third step of ``name`` allocates at its peak (``tracemalloc``: NumPy reports
+    """Bytes a steady-state step of ``name`` allocates at its peak (``tracemalloc``: NumPy reports
     its buffers to it), on ``tensors`` float32 parameters of ``n`` elements."""
     rng = np.random.default_rng(0)
     ps = [refoptim.Parameter(rng.standard_normal(n).astype(np.float32)) for _ in range(tensors)]
@@ -35,16 +34,8 @@ def _steady_state_peak(name, scratch, threads, n=200_000, tensors=2):
         opt = cls(ps, **registry.get(name).bench)
         opt.step()
         opt.step()
-        gc.collect()
-        tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            before, _ = tracemalloc.get_traced_memory()
-            opt.step()
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-    return peak - before, sum(p.data.nbytes for p in ps)
+        peak = traced_peak(opt.step)
+    return peak, sum(p.data.nbytes for p in ps)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
