@@ -309,6 +309,8 @@ def _size(x: Any) -> int | None:
     """The number of elements of ``x``, counted from its shape (``x.size`` is a method on
     torch tensors, and the Array API allows ``None`` for a size or a dimension not known
     yet; Dask writes NaN); None when it is not known."""
+    if type(x) is _scratch.NDARRAY:
+        return x.size
     shape = getattr(x, "shape", None)
     if shape is None or any(d is None or d != d for d in shape):
         return None
@@ -380,6 +382,8 @@ def chunked_update(
     total = sum(job[4] for job in jobs)
     threads = _threads_for(items[0][0], total, threads, block)
     wrap = _scratch_wrapper(items[0][0], scratch, total)
+    if wrap is not None and _scratch.NUMBA and _fused_chunked(update, xp, items, jobs, group, threads):
+        return
     results: list[list[tuple[dict[str, Any], dict[str, list[Any]]]]] = [[] for _ in items]
     if threads > 1:
         bounds = [total * i // threads for i in range(threads + 1)]
@@ -418,6 +422,81 @@ def chunked_update(
                 created.setdefault(key, []).extend(pieces)
         for key, pieces in created.items():
             state[key] = xp.reshape(xp.concat(pieces), tuple(param.shape))
+
+
+def _scalar_signature(scalars: dict[str, Any]) -> tuple:
+    """The scalar state's keys, kinds and exact values (bytes for arrays)."""
+    return tuple(
+        (k, type(v), v.dtype.str, v.tobytes()) if is_array(v) and type(v).__module__ == "numpy" else (k, type(v), repr(v))
+        for k, v in scalars.items()
+    )
+
+
+def _fused_chunked(
+    update: Callable, xp: Any, items: list[tuple[Any, Any, dict[str, Any]]], jobs: list[tuple], group: dict[str, Any], threads: int
+) -> bool:
+    """:func:`chunked_update` by whole-rule fusion (:mod:`refoptim._fuse`, with
+    ``REFOPTIM_NUMBA=1``): the rule traced once per layout and scalar state, its compiled
+    program run over each parameter, in one block per thread. False, with nothing
+    changed, where a trace gives up."""
+    from . import _fuse
+
+    plans = []
+    traced: dict[tuple, Any] = {}
+    for flat_p, flat_g, full, scalars, _ in jobs:
+        sig = (flat_p.dtype, flat_g.dtype, tuple((k, v.dtype) for k, v in full.items()), _scalar_signature(scalars))
+        plan = traced.get(sig)
+        if plan is None:
+            plan = _fuse.plan_for(update, flat_p, flat_g, full, scalars, group)
+            if plan is None:
+                return False
+            traced[sig] = plan
+        plans.append(plan)
+    arrays = [{"param": flat_p, "grad": flat_g, **full} for flat_p, flat_g, full, _, _ in jobs]
+    if threads > 1:
+        total = sum(job[4] for job in jobs)
+        bounds = [total * i // threads for i in range(threads + 1)]
+
+        def block(lo: int, hi: int) -> None:
+            offset = 0
+            for job, plan, named in zip(jobs, plans, arrays):
+                n = job[4]
+                start, stop = max(lo - offset, 0), min(hi - offset, n)
+                if start < stop:
+                    plan.run(named, start, stop)
+                offset += n
+
+        _map_in_threads(block, list(pairwise(bounds)))
+    else:
+        for plan, named in zip(plans, arrays):
+            plan.run(named)
+    for (_, _, state), plan in zip(items, plans):
+        state.update({k: _copy(xp, v) for k, v in plan.kept.items()})
+    return True
+
+
+def _fused_bucket(update: Callable, xp: Any, bucket: list[tuple[Any, Any, dict[str, Any]]], group: dict[str, Any]) -> bool:
+    """A bucket of :func:`grouped_update` (equal keys: one layout, the same scalar state)
+    by whole-rule fusion: one trace, the compiled program run on each parameter in turn,
+    no concatenation. False, with nothing changed, where the trace gives up."""
+    from . import _fuse
+
+    param, grad, state = bucket[0]
+    flat_p, flat_g, full = _flat_parts(param, grad, state)
+    plan = _fuse.plan_for(update, flat_p, flat_g, full, {k: v for k, v in state.items() if k not in full}, group)
+    if plan is None:
+        return False
+    # Every parameter of the bucket passed group_key: C-contiguous, writeable, of one
+    # layout. The compiled program takes its arrays flat, in the plan's order.
+    kernel, names, scalars, kept = plan.kernel, plan.arrays, plan.scalars, list(plan.kept.items())
+    for param, grad, state in bucket:
+        arrays = [param if k == "param" else grad if k == "grad" else state[k] for k in names]
+        if len(param.shape) != 1:
+            arrays = [a.reshape(-1) for a in arrays]
+        kernel(arrays[0].shape[0], *arrays, *scalars)
+        for key, value in kept:
+            state[key] = _set_scalar(xp, state.get(key), value)
+    return True
 
 
 def _run_pieces(
@@ -542,6 +621,11 @@ def grouped_update(
         buckets.setdefault(key, []).append(item)
     runs: list[list[tuple[Any, Any, dict[str, Any]]]] = []
     for bucket in buckets.values():
+        if _scratch.NUMBA:
+            first = bucket[0][0]
+            wrap = _scratch_wrapper(first, scratch, sum(_count(item[0]) for item in bucket))
+            if wrap is not None and _fused_bucket(update, array_namespace(first), bucket, group):
+                continue
         # runs of about one piece's worth of elements: the working set stays in cache and
         # the concatenated copies stay small
         run: list[tuple[Any, Any, dict[str, Any]]] = []

@@ -517,8 +517,7 @@ class Optimizer:
                     continue
                 data = p.data
                 if (
-                    not dense_hook
-                    and type(grad) is ref_kind
+                    type(grad) is ref_kind
                     and type(data) is ref_kind
                     and grad.dtype == data.dtype
                     and grad.shape == data.shape
@@ -528,6 +527,8 @@ class Optimizer:
                 ):
                     if complex_refusal and is_complex(ref_xp, data):
                         raise RuntimeError(complex_refusal)
+                    if dense_hook:  # the one check below these conditions leave open
+                        self._check_dense_grad(p, grad, group)
                     pairs.append((p, grad))
                     continue
                 label = _Label(self, gi, i, p, group)

@@ -227,7 +227,9 @@ MODES = {
     # without the scratch buffers (refoptim._scratch): the rule's temporaries allocated
     "chunked-no-scratch": (_large, {"chunk_elements": 16, "num_threads": 1, "scratch": False}, {"chunked_update"}, set()),
     "grouped-no-scratch": (_many, {"chunk_elements": 8, "scratch": False}, {"grouped_update"}, set()),
-    # the opt-in compiled float32 fused multiply-add (refoptim._numba); float32 cases only
+    # the opt-in compiled evaluation (REFOPTIM_NUMBA=1): whole-rule fusion (refoptim._fuse)
+    # where the rule can be traced, else the compiled float32 fused multiply-add
+    # (refoptim._numba) on scratch buffers; float64 and complex64 are never fused
     "threads-numba": (_large, TINY_THREADS, {"chunked_update", "_map_in_threads"}, set()),
     "grouped-numba": (_many, {"chunk_elements": 8}, {"grouped_update"}, set()),
 }
@@ -312,17 +314,23 @@ def test_fast_paths_give_the_plain_rules_bits(name, options, dtype, mode):
     parameter and every state entry bitwise equal to the plain rule's."""
     build, knobs, must, must_not = MODES[mode]
     if mode in NUMBA_MODES:
-        if np.dtype(dtype) != np.float32:
-            pytest.skip("the compiled fused multiply-add is float32's only")
         pytest.importorskip("numba")
+        from refoptim import _fuse
     steps = 3 if build not in (_large, _many) else 5
     inputs = build.__name__ if build in (_large, _many) else mode
     key = (name, repr(sorted(options.items())), np.dtype(dtype).name, inputs)
     plain = _plain(name, options, dtype, build, steps, key)
     spy = {fn: [] for fn in must | must_not}
+    fused = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_scratch, "NUMBA", mode in NUMBA_MODES)
+        if mode in NUMBA_MODES:
+            real = _fuse.trace
+            mp.setattr(_fuse, "trace", lambda *a: fused.append(real(*a)) or fused[-1])
         fast = _run(name, options, dtype, build, fastpath.ElementwiseStrategy(**knobs), steps, spy)
+    if mode in NUMBA_MODES:
+        # every float32 rule fuses (from its second step on); nothing else does
+        assert bool(fused) == (np.dtype(dtype) == np.float32), f"fused steps: {len(fused)}"
     for fn in must:
         assert spy[fn], f"{fn} was not called: the fast path was not taken"
     for fn in must_not:
