@@ -237,6 +237,9 @@ if hasattr(os, "register_at_fork"):
 
 def _flat_ok(x: Any) -> bool:
     """True when :func:`_flat_view` gives a view: a C-contiguous, writeable array."""
+    if type(x) is _scratch.NDARRAY:  # the common case, in two attribute reads
+        flags = x.flags
+        return flags.c_contiguous and flags.writeable
     flags = getattr(x, "flags", None)
     if flags is None:
         return False
@@ -552,7 +555,7 @@ def group_key(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = 
     device, the same state keys with the same full-size entries, and bitwise-equal scalar
     state (so the same ``step``): one call of the rule computes them all."""
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
-    if chunk <= 0 or not is_array(grad):
+    if chunk <= 0 or (type(grad) is not _scratch.NDARRAY and not is_array(grad)):
         return None
     size = _size(param)
     shape = getattr(param, "shape", None)
@@ -572,7 +575,8 @@ def group_key(param: Any, grad: Any, state: dict[str, Any], chunk: int | None = 
                 return None
             parts.append((key, "full", value.dtype))
         else:
-            parts.append((key, "array", value.dtype, tuple(value.shape), _host_bytes(value)))
+            data = value.tobytes() if type(value) is _scratch.NDARRAY else _host_bytes(value)
+            parts.append((key, "array", value.dtype, tuple(value.shape), data))
     return tuple(parts)
 
 

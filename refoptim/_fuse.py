@@ -370,9 +370,12 @@ def _source(nodes: tuple, n_arrays: int, n_scalars: int, outputs: tuple) -> str:
     the same name (one pointer: the compiler then vectorises without alias checks between
     a parameter's input and its output)."""
     args = ["n"] + [f"a{k}" for k in range(n_arrays)] + [f"s{k}" for k in range(n_scalars)]
-    lines = [f"def kernel({', '.join(args)}):", "    for j in range(n):"]
-    names: dict[int, str] = {}
+    lines = [f"def kernel({', '.join(args)}):"]
     needed = _needed(nodes, [node for _, node, _ in outputs])
+    # scalars arrive as Python floats (float32 values exactly) and bools: typed here
+    lines += [f"    s{op[0]} = {_CAST[d]}(s{op[0]})" for i, (kind, op, d) in enumerate(nodes) if kind == "s" and i in needed]
+    lines.append("    for j in range(n):")
+    names: dict[int, str] = {}
     for i, (op, operands, dtype) in enumerate(nodes):
         if i not in needed:
             continue
@@ -519,7 +522,9 @@ def trace(
             operands = (used.index(operands[0]),) if i in needed else (-1,)
         elif op == "s":
             if i in needed:
-                used_scalars.append(tr.scalars[operands[0]])
+                value = tr.scalars[operands[0]]
+                # a Python float or bool: numba unboxes it faster than a NumPy scalar
+                used_scalars.append(bool(value) if dtype == _BOOL else float(value))
                 operands = (len(used_scalars) - 1,)
             else:
                 operands = (-1,)
