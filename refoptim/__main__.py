@@ -705,8 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--numba",
         action="store_true",
-        help="run refoptim with its opt-in compiled float32 fused multiply-add (REFOPTIM_NUMBA=1, here and in the "
-        "fresh subprocesses; needs numba)",
+        help="run refoptim with its opt-in compiled evaluation (REFOPTIM_NUMBA=1, here and in the fresh "
+        "subprocesses; needs numba): each rule fused into one compiled pass, the compiled float32 fused "
+        "multiply-add where a rule cannot be fused",
     )
     bench.add_argument(
         "--markdown", metavar="FILE", help="also write the README's performance tables as Markdown to FILE ('-': print them)"

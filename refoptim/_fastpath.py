@@ -20,7 +20,10 @@ A strategy reaches the optimizer only through ``optimizer.state``,
 On NumPy it hands the rule its pieces as scratch arrays (:mod:`refoptim._scratch`,
 :data:`SCRATCH`): the rule's temporaries then reuse each thread's buffers, so a
 steady-state step allocates nothing proportional to the parameters, whatever the
-allocator's settings. The test that guards every strategy (``tests/test_fastpath.py``,
+allocator's settings. With the opt-in compiled evaluation (``REFOPTIM_NUMBA=1``,
+:data:`refoptim._scratch.NUMBA`) it first traces the rule once per step and runs it as
+one compiled pass over each parameter, on the same threads (:mod:`refoptim._fuse`);
+where the trace gives up, the scratch arrays run it as above. The test that guards every strategy (``tests/test_fastpath.py``,
 generated from the registry) compares its bits with the plain rule's, with scratch
 buffers on and off.
 
@@ -370,7 +373,10 @@ def chunked_update(
 
     With ``scratch`` (default :data:`SCRATCH`) and NumPy arrays, the rule's temporaries
     live in each thread's scratch buffers (:mod:`refoptim._scratch`), and a single thread
-    also takes pieces of ``thread_chunk`` elements (where larger than ``chunk``).
+    also takes pieces of ``thread_chunk`` elements (where larger than ``chunk``). With
+    :data:`refoptim._scratch.NUMBA` too, the rule is fused where it can be: one trace per
+    layout and scalar state (:mod:`refoptim._fuse`), its compiled pass run over each
+    thread's block of elements whole.
     """
     chunk = CHUNK_ELEMENTS if chunk is None else chunk
     thread_chunk = THREAD_CHUNK_ELEMENTS if thread_chunk is None else thread_chunk
@@ -492,11 +498,16 @@ def _fused_bucket(update: Callable, xp: Any, bucket: list[tuple[Any, Any, dict[s
     # Every parameter of the bucket passed group_key: C-contiguous, writeable, of one
     # layout. The compiled program takes its arrays flat, in the plan's order.
     kernel, names, scalars, kept = plan.kernel, plan.arrays, plan.scalars, list(plan.kept.items())
+    entries = names[2:]
+    usual = names[:2] == ["param", "grad"]  # the rule reads the parameter and its gradient
     for param, grad, state in bucket:
-        arrays = [param if k == "param" else grad if k == "grad" else state[k] for k in names]
+        if usual:
+            arrays = [param, grad, *[state[k] for k in entries]]
+        else:
+            arrays = [param if k == "param" else grad if k == "grad" else state[k] for k in names]
         if len(param.shape) != 1:
             arrays = [a.reshape(-1) for a in arrays]
-        kernel(arrays[0].shape[0], *arrays, *scalars)
+        kernel(param.size, *arrays, *scalars)
         for key, value in kept:
             state[key] = _set_scalar(xp, state.get(key), value)
     return True

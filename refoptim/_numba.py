@@ -18,10 +18,13 @@ API route on normal, subnormal, infinite and NaN operands, and ``tests/test_fast
 runs every elementwise optimizer with it.
 
 Opt-in: ``REFOPTIM_NUMBA=1`` in the environment (read at import) or
-``refoptim._scratch.NUMBA = True``; it needs ``pip install "refoptim[numba]"``. Only
-float32 operands of one shape on the NumPy fast path (its scratch arrays) take it;
-everything else, float64 included, keeps the Array API route. The first use compiles the
-kernels (about a second per process).
+``refoptim._scratch.NUMBA = True``; it needs ``pip install "refoptim[numba]"``. The same
+switch fuses whole rules (:mod:`refoptim._fuse`), which compute this expression inside
+their own compiled pass; these kernels serve the steps a trace cannot follow (SGD's first
+step, which copies the gradient into its momentum buffer). Only float32 operands of one
+shape on the NumPy fast path (its scratch arrays) take it; everything else, float64
+included, keeps the Array API route. The first use compiles the kernels (about a second
+per process).
 """
 
 from __future__ import annotations

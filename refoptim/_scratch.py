@@ -59,9 +59,11 @@ _plain = np.ndarray
 NDARRAY = np.ndarray
 
 NUMBA = os.environ.get("REFOPTIM_NUMBA", "0").strip().lower() in ("1", "true", "yes", "on")
-"""Whether the float32 fused multiply-add of the fast path runs as a compiled kernel
-(:mod:`refoptim._numba`, opt-in, needs numba): the same bits in one pass instead of four.
-Off by default; ``REFOPTIM_NUMBA=1`` (read at import) or ``True`` here turns it on."""
+"""Whether the fast path evaluates NumPy rules compiled (opt-in, needs numba): each rule
+the trace can follow as one compiled pass over its arrays (:mod:`refoptim._fuse`), and
+otherwise the float32 fused multiply-add of the scratch arrays as a compiled kernel
+(:mod:`refoptim._numba`); the same bits either way. Off by default; ``REFOPTIM_NUMBA=1``
+(read at import) or ``True`` here turns it on."""
 _getrefcount = sys.getrefcount
 
 

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import struct
 import subprocess
 import sys
@@ -56,8 +57,14 @@ def _variants() -> dict[str, tuple[dict[str, str], list[str]]]:
     # elements, and the fingerprint's parameters are small), and none at all
     variants["scratch-everywhere"] = ({"REFOPTIM_SCRATCH_MIN_ELEMENTS": "0"}, [])
     variants["no-scratch"] = ({"REFOPTIM_SCRATCH": "0"}, [])
-    if importlib.util.find_spec("numba") is not None:  # the opt-in compiled float32 fma
-        variants["numba-everywhere"] = ({"REFOPTIM_NUMBA": "1", "REFOPTIM_SCRATCH_MIN_ELEMENTS": "0"}, [])
+    if importlib.util.find_spec("numba") is not None:
+        # the opt-in compiled evaluation (whole rules fused, refoptim/_fuse.py; the compiled
+        # float32 fma where a rule is not) on every call, compiled for this CPU and for a
+        # generic x86-64 (no AVX): LLVM's vector code must not change a bit
+        numba_on = {"REFOPTIM_NUMBA": "1", "REFOPTIM_SCRATCH_MIN_ELEMENTS": "0"}
+        variants["numba-everywhere"] = (numba_on, [])
+        if platform.machine() in ("x86_64", "AMD64"):
+            variants["numba-generic-cpu"] = ({**numba_on, "NUMBA_CPU_NAME": "generic"}, [])
     return variants
 
 
@@ -66,7 +73,7 @@ VARIANTS = _variants()
 
 def _run(name: str, tmp: Path) -> dict:
     env_extra, args = VARIANTS[name]
-    env = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "REFOPTIM_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "REFOPTIM_NUM_THREADS", "NUMBA_CPU_NAME")}
     env.update(env_extra)
     out = tmp / f"{name}.json"
     proc = subprocess.run(
