@@ -35,7 +35,7 @@ A rule that gave up is not traced again for the same layout of arguments.
 Opt-in, with the compiled fused multiply-add of :mod:`refoptim._numba`: ``REFOPTIM_NUMBA=1``
 (``refoptim._scratch.NUMBA``), ``pip install "refoptim[numba]"``. The fast path fuses the
 calls of :data:`refoptim._fastpath.SCRATCH_MIN_ELEMENTS` elements or more. Each new shape of
-program compiles in about half a second, once per process.
+program compiles in 0.1 to 0.3 s, once per process.
 """
 
 from __future__ import annotations
@@ -421,8 +421,9 @@ def _compile(key: tuple, src: str) -> Any:
     with _COMPILE_LOCK:
         kernel = _COMPILED.get(key)
         if kernel is None:
-            import numba
+            from ._numba import require
 
+            numba = require()
             jit = numba.njit(nogil=True, fastmath=False, error_model="numpy", boundscheck=False, cache=False)
             space: dict[str, Any] = {"np": np, "_f32": np.float32, "_f64": np.float64, "_bool": np.bool_}
             exec(compile(_maximum_src(), "<refoptim._fuse>", "exec"), space)  # noqa: S102 - our own source

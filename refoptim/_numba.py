@@ -31,9 +31,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["kernels"]
+__all__ = ["kernels", "require"]
 
 _KERNELS: tuple[Any, Any] | None = None
+
+
+def require() -> Any:
+    """The ``numba`` module, or an ``ImportError`` that says how to install it."""
+    try:
+        import numba
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "REFOPTIM_NUMBA=1 (refoptim._scratch.NUMBA) needs numba: pip install 'refoptim[numba]'"
+        ) from exc
+    return numba
 
 
 def kernels() -> tuple[Any, Any]:
@@ -42,12 +53,7 @@ def kernels() -> tuple[Any, Any]:
     (``out`` may be ``b`` or ``c``: each element is read before it is written)."""
     global _KERNELS
     if _KERNELS is None:
-        try:
-            import numba
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "REFOPTIM_NUMBA=1 (refoptim._scratch.NUMBA) needs numba: pip install 'refoptim[numba]'"
-            ) from exc
+        numba = require()
         import numpy as np
 
         jit = numba.njit(nogil=True, fastmath=False, cache=False)

@@ -219,3 +219,15 @@ def test_every_elementwise_rule_fuses(name, monkeypatch):
         if strategy is not fastpath.PLAIN:
             assert len(traced) >= 2, f"{name}: no step was fused"
     assert results[0] == results[1]
+
+
+def test_without_numba_the_error_says_how_to_install_it(monkeypatch):
+    """``REFOPTIM_NUMBA=1`` where numba does not import: the first program to compile
+    raises an ``ImportError`` naming the extra, before the program runs."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.setattr(_fuse, "_COMPILED", {})
+    x, y, z = _operands(np.float32)
+    with pytest.raises(ImportError, match=r"pip install 'refoptim\[numba\]'"):
+        _fuse.trace(_rule(RULES["add"]), x, y, {"z": z}, {}, {})
