@@ -72,10 +72,18 @@ def test_array_api_strict_figures_equal_numpy_figures(cfg):
 
 def test_the_figures_compared_are_not_all_zero():
     """Some configurations of the handful differ from torch (MKL's sqrt, float64
-    temporaries), so the equality above compares real measurements, not zeros."""
+    temporaries), so the equality above compares real measurements, not zeros.
+
+    Which ones, and whether any drifts over its four steps (a trajectory figure above
+    zero), depends on the CPU through MKL's own dispatch of its sqrt, which no variable
+    selects: on the AVX2 machine of earlier sessions at least three of the handful
+    drifted; on an AVX-512 Xeon none does, with ``ATEN_CPU_CAPABILITY`` ``avx512`` or
+    ``avx2`` alike, while four Adadelta configurations still differ in their state by a
+    unit in the last place (and torch's float32 sqrt still misses the correctly rounded
+    one on 7,153 of a million operands). So only the unit-in-the-last-place figures are
+    required to be nonzero here."""
     results = [_on_numpy(c) for c in HANDFUL]
     assert sum(r.param_ulp > 0 or r.state_ulp > 0 for r in results) >= 3
-    assert sum(r.trajectory > 0 for r in results) >= 3
 
 
 def test_the_strict_run_really_steps_array_api_strict_arrays(monkeypatch):

@@ -177,16 +177,16 @@ class _Timing:
     sys_ms: float
 
 
-def _median_ms(step: Any, repeats: int, sync: Any = None) -> float:
-    return _timed(step, repeats, sync).ms
+def _median_ms(step: Any, repeats: int, sync: Any = None, warmup: int = 2) -> float:
+    return _timed(step, repeats, sync, warmup).ms
 
 
-def _timed(step: Any, repeats: int, sync: Any = None) -> _Timing:
-    # Not timed: the first step creates the state, the second is the first of the steady
-    # state (with REFOPTIM_NUMBA=1, SGD's rule is fused, and compiled, from its second step:
-    # its first copies the gradient into the momentum buffer).
-    step()
-    step()
+def _timed(step: Any, repeats: int, sync: Any = None, warmup: int = 2) -> _Timing:
+    # Not timed (``warmup`` steps): the first step creates the state, the second is the
+    # first of the steady state (with REFOPTIM_NUMBA=1, SGD's rule is fused, and compiled,
+    # from its second step: its first copies the gradient into the momentum buffer).
+    for _ in range(warmup):
+        step()
     times = []
     before = resource.getrusage(resource.RUSAGE_SELF)
     if sync is None:
@@ -881,7 +881,8 @@ def run_dask(
         p_np = refoptim.Parameter(np.array(client.compute(p0).result(), copy=True))
         p_np.grad = np.array(client.compute(grad).result(), copy=True)
         opt_np = cls([p_np], **options)
-        numpy_ms = _median_ms(opt_np.step, steps)
+        # as many steps as the Dask side below takes (one untimed), so the results compare
+        numpy_ms = _median_ms(opt_np.step, steps, warmup=1)
 
         # Dask on the cluster, persisted every step
         p = refoptim.Parameter(p0)
