@@ -198,3 +198,19 @@ def test_unknown_optimizer(capsys):
     assert "unknown optimizer" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown workload"):
         bench.measure("SGD", "zz")
+
+
+def test_cli_numba_turns_the_compiled_evaluation_on_here_and_for_fresh_processes(tiny, monkeypatch, capsys):
+    """``bench --numba``: the compiled evaluation on in this process and, through the
+    environment, in the fresh subprocesses; the header line says so."""
+    pytest.importorskip("numba")
+    from refoptim import _scratch
+
+    monkeypatch.setattr(_scratch, "NUMBA", False)  # restored after the test, as is the variable
+    monkeypatch.setenv("REFOPTIM_NUMBA", "0")
+    monkeypatch.setattr(bench, "DEFAULT_OPTIMIZERS", ("Adam",))
+    real_run = bench.run
+    monkeypatch.setattr(bench, "run", lambda o, w, r, **k: real_run(o, [tiny], r, **k))
+    assert main(["bench", "--repeats", "1", "--process", "shared", "--numba"]) == 0
+    assert "compiled evaluation (REFOPTIM_NUMBA) on" in capsys.readouterr().out
+    assert _scratch.NUMBA is True and os.environ["REFOPTIM_NUMBA"] == "1"
