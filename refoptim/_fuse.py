@@ -18,8 +18,8 @@ recorded operation is the same IEEE operation on operands converted to the same 
 dtypes (``ufunc.resolve_dtypes``, Python scalars weak as in NEP 50, converted to the loop
 dtype on the host as NumPy converts them); the fused multiply-add is
 ``float32(float64(a) * float64(b) + float64(c))``, the Array API route's own arithmetic;
-``maximum`` and ``minimum`` follow NumPy's loops (NaN from either side, the second operand
-where the two compare equal, signed zeros included). LLVM neither contracts a multiply
+``maximum`` and ``minimum`` follow NumPy's loops on x86 (NaN from either side, the second
+operand where the two compare equal, signed zeros included). LLVM neither contracts a multiply
 and an add into a hardware fma nor reassociates without ``fastmath``.
 ``tests/test_fuse.py`` checks every operation on finite, infinite, NaN, subnormal and
 signed-zero operands, and ``tests/test_fastpath.py`` every elementwise optimizer, against
@@ -30,7 +30,10 @@ written, and the step runs the usual way: an operation outside the table (``powe
 reductions, ``sign``, integer dtypes, broadcasting between shapes), a value read out of an
 array (``bool``, ``float``, ``any``), a copy (SGD's first momentum buffer), a state entry
 the rule creates, the float64 fused multiply-add (its repair of near-ties reads the data).
-A rule that gave up is not traced again for the same layout of arguments.
+A rule that gave up is not traced again for the same layout of arguments (dtypes, state
+keys and kinds, the group's flags; not the scalars' values: a rule that gave up on one
+step's values alone would then run the usual way for the rest of the process, with the
+same bits, only slower).
 
 Opt-in, with the compiled fused multiply-add of :mod:`refoptim._numba`: ``REFOPTIM_NUMBA=1``
 (``refoptim._scratch.NUMBA``), ``pip install "refoptim[numba]"``. The fast path fuses the
