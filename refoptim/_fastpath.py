@@ -401,13 +401,11 @@ def chunked_update(
         def block(lo: int, hi: int) -> list[tuple[int, int, Any]]:
             previous = None if spaces is None else _scratch.lend(spaces[bounds.index(lo)])
             try:
-                done, offset = [], 0
-                for j, (flat_p, flat_g, full, scalars, n) in enumerate(jobs):
-                    start, stop = max(lo - offset, 0), min(hi - offset, n)
-                    if start < stop:
-                        out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk, wrap)
-                        done.append((j, start, out))
-                    offset += n
+                done = []
+                for j, start, stop in _spans([job[4] for job in jobs], lo, hi):
+                    flat_p, flat_g, full, scalars, _ = jobs[j]
+                    out = _run_pieces(update, xp, flat_p, flat_g, full, scalars, group, start, stop, thread_chunk, wrap)
+                    done.append((j, start, out))
                 return done
             finally:
                 if spaces is not None:
@@ -431,6 +429,18 @@ def chunked_update(
                 created.setdefault(key, []).extend(pieces)
         for key, pieces in created.items():
             state[key] = xp.reshape(xp.concat(pieces), tuple(param.shape))
+
+
+def _spans(sizes: list[int], lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """``(j, start, stop)`` for each array ``j`` of ``sizes`` (laid end to end) that the
+    element range ``lo:hi`` covers, ``start:stop`` in that array's own elements."""
+    spans, offset = [], 0
+    for j, n in enumerate(sizes):
+        start, stop = max(lo - offset, 0), min(hi - offset, n)
+        if start < stop:
+            spans.append((j, start, stop))
+        offset += n
+    return spans
 
 
 def _scalar_signature(scalars: dict[str, Any]) -> tuple:
@@ -463,19 +473,14 @@ def _fused_chunked(
         plans.append(plan)
     arrays = [{"param": flat_p, "grad": flat_g, **full} for flat_p, flat_g, full, _, _ in jobs]
     if threads > 1:
-        total = sum(job[4] for job in jobs)
-        bounds = [total * i // threads for i in range(threads + 1)]
+        sizes = [job[4] for job in jobs]
+        total = sum(sizes)
 
         def block(lo: int, hi: int) -> None:
-            offset = 0
-            for job, plan, named in zip(jobs, plans, arrays):
-                n = job[4]
-                start, stop = max(lo - offset, 0), min(hi - offset, n)
-                if start < stop:
-                    plan.run(named, start, stop)
-                offset += n
+            for j, start, stop in _spans(sizes, lo, hi):
+                plans[j].run(arrays[j], start, stop)
 
-        _map_in_threads(block, list(pairwise(bounds)))
+        _map_in_threads(block, list(pairwise(total * i // threads for i in range(threads + 1))))
     else:
         for plan, named in zip(plans, arrays):
             plan.run(named)
@@ -498,13 +503,8 @@ def _fused_bucket(update: Callable, xp: Any, bucket: list[tuple[Any, Any, dict[s
     # Every parameter of the bucket passed group_key: C-contiguous, writeable, of one
     # layout. The compiled program takes its arrays flat, in the plan's order.
     kernel, names, scalars, kept = plan.kernel, plan.arrays, plan.scalars, list(plan.kept.items())
-    entries = names[2:]
-    usual = names[:2] == ["param", "grad"]  # the rule reads the parameter and its gradient
     for param, grad, state in bucket:
-        if usual:
-            arrays = [param, grad, *[state[k] for k in entries]]
-        else:
-            arrays = [param if k == "param" else grad if k == "grad" else state[k] for k in names]
+        arrays = [param if k == "param" else grad if k == "grad" else state[k] for k in names]
         if len(param.shape) != 1:
             arrays = [a.reshape(-1) for a in arrays]
         kernel(param.size, *arrays, *scalars)

@@ -352,15 +352,35 @@ _FUNCTIONS: dict[Any, Callable] = {
 
 
 # ------------------------------------------------------------------ compiling a program
-def _maximum_src() -> str:
-    return (
-        "def _maximum(a, b):\n"
-        "    if a != a:\n        return a\n"
-        "    return a if a > b else b\n"
-        "def _minimum(a, b):\n"
-        "    if a != a:\n        return a\n"
-        "    return a if a < b else b\n"
-    )
+def _maximum(a: Any, b: Any) -> Any:
+    """NumPy's ``maximum`` on x86, for one element (compiled into the kernels)."""
+    if a != a:
+        return a
+    return a if a > b else b
+
+
+def _minimum(a: Any, b: Any) -> Any:
+    """NumPy's ``minimum`` on x86, for one element (compiled into the kernels)."""
+    if a != a:
+        return a
+    return a if a < b else b
+
+
+_KERNEL_GLOBALS: dict[str, Any] = {}
+
+
+def _kernel_globals(numba: Any) -> dict[str, Any]:
+    """What the generated kernels refer to, the helpers compiled once per process."""
+    if not _KERNEL_GLOBALS:
+        _KERNEL_GLOBALS.update(
+            np=np,
+            _f32=np.float32,
+            _f64=np.float64,
+            _bool=np.bool_,
+            _maximum=numba.njit(inline="always")(_maximum),
+            _minimum=numba.njit(inline="always")(_minimum),
+        )
+    return _KERNEL_GLOBALS
 
 
 _COMPILED: dict[tuple, Any] = {}
@@ -428,10 +448,7 @@ def _compile(key: tuple, src: str) -> Any:
 
             numba = require()
             jit = numba.njit(nogil=True, fastmath=False, error_model="numpy", boundscheck=False, cache=False)
-            space: dict[str, Any] = {"np": np, "_f32": np.float32, "_f64": np.float64, "_bool": np.bool_}
-            exec(compile(_maximum_src(), "<refoptim._fuse>", "exec"), space)  # noqa: S102 - our own source
-            space["_maximum"] = numba.njit(inline="always")(space["_maximum"])
-            space["_minimum"] = numba.njit(inline="always")(space["_minimum"])
+            space = dict(_kernel_globals(numba))
             exec(compile(src, "<refoptim._fuse kernel>", "exec"), space)  # noqa: S102 - generated from the trace
             kernel = jit(space["kernel"])
             _COMPILED[key] = kernel
