@@ -57,6 +57,29 @@ def test_page_faults_count_fresh_memory():
     assert bench._timed(lambda: None, 3).faults < timing.faults
 
 
+def test_implementations_take_turns_and_each_is_charged_its_own_faults():
+    """The shared process times one step of each implementation per round, the first of
+    the round moving on, so a drift of the machine's speed reaches every side alike; page
+    faults are read around each step, so a side that touches fresh memory does not charge
+    the other."""
+    import mmap
+
+    calls = []
+
+    def touch_fresh_pages():
+        calls.append("touch")
+        with mmap.mmap(-1, 1 << 22) as m:
+            m.write(b"\1" * (1 << 22))
+
+    def idle():
+        calls.append("idle")
+
+    timings = bench._timed_together({"touch": (touch_fresh_pages, None), "idle": (idle, None)}, 4)
+    assert calls == ["touch", "idle", "idle", "touch", "touch", "idle", "idle", "touch"]
+    assert timings["touch"].faults >= 100 * max(timings["idle"].faults, 0.01)
+    assert timings["touch"].ms > 0 and timings["idle"].ms >= 0
+
+
 def test_optimizer_without_a_fused_kernel_reports_none(tiny):
     row = bench.measure("Rprop", tiny, repeats=1)
     assert row.torch_ms["fused=True"] is None and row.ratios["fused=True"] is None

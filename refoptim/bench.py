@@ -5,8 +5,8 @@ For each optimizer and workload it times ``optimizer.step()`` of refoptim on Num
 torch 2.13 on the CPU with ``foreach=False`` (torch's single-tensor path, the one refoptim
 reproduces), ``foreach=True`` (the multi-tensor path) and ``fused=True`` where torch has a
 fused CPU kernel. Every implementation gets the same initial parameters and the same fixed
-gradients; the first step (which creates the state) is not timed; the figure is the median
-of the timed steps. Memory is the peak of what one of refoptim's steps allocates on top of
+gradients; the first two steps are not timed (the first creates the state); the figure is
+the median of the timed steps. Memory is the peak of what one of refoptim's steps allocates on top of
 what existed before it (``tracemalloc``, which NumPy reports its buffers to), as a multiple
 of the parameters' bytes; torch's CPU allocations are not visible to it and are not shown.
 
@@ -16,7 +16,9 @@ step** (``ru_minflt``: fresh memory the allocator had to map or touch, the sign 
 allocation churn) and **system CPU time per step** in milliseconds (``ru_stime``: time in
 the kernel, mostly serving those faults).
 
-``process="shared"`` measures every implementation one after another in this process;
+``process="shared"`` measures every implementation in this process, set up side by side
+and timed taking turns, one step of each per round (so a machine whose speed drifts during
+the run, as a shared VM's does, slows every implementation alike);
 ``process="fresh"`` runs each (implementation, optimizer, workload) measurement in a
 fresh ``python`` subprocess of its own (the same seeded data, optimizer options and thread
 counts, the environment passed on unchanged, so ``MALLOC_*`` variables apply to both
@@ -38,6 +40,7 @@ before it). It needs CuPy, a CUDA GPU and a CUDA build of torch, and says which 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -100,7 +103,7 @@ ALL_OPTIMIZERS = tuple(OPTIMIZERS)
 _TORCH_VARIANTS = ("foreach=False", "foreach=True", "fused=True")
 
 PROCESSES = ("shared", "fresh", "both")
-"""Where each implementation is measured: all in this process one after another
+"""Where each implementation is measured: all in this process, taking turns step by step
 (``shared``), each in a fresh subprocess of its own (``fresh``), or both."""
 
 MALLOC_SETTINGS: tuple[tuple[str, str], ...] = (
@@ -182,32 +185,48 @@ def _median_ms(step: Any, repeats: int, sync: Any = None, warmup: int = 2) -> fl
 
 
 def _timed(step: Any, repeats: int, sync: Any = None, warmup: int = 2) -> _Timing:
-    # Not timed (``warmup`` steps): the first step creates the state, the second is the
-    # first of the steady state (with REFOPTIM_NUMBA=1, SGD's rule is fused, and compiled,
-    # from its second step: its first copies the gradient into the momentum buffer).
+    # ``warmup`` untimed steps first, as :func:`_prepare` takes them
     for _ in range(warmup):
         step()
-    times = []
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    if sync is None:
-        for _ in range(repeats):
+    return _timed_together({"": (step, sync)}, repeats)[""]
+
+
+def _timed_together(steps: dict[str, tuple[Any, Any]], repeats: int) -> dict[str, _Timing]:
+    """Time ``repeats`` steps of each implementation (``name -> (step, sync)``; ``sync``
+    ``None`` on the CPU, else called before the clock starts and before it stops), taking
+    turns: one step of each per round, the first of the round moving on by one each time.
+    A machine that slows down or speeds up during the run (another tenant, frequency)
+    then changes every implementation's steps alike instead of deciding a ratio. Page
+    faults and system time are read around each step, so each implementation is charged
+    only its own."""
+    names = list(steps)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    faults = dict.fromkeys(names, 0)
+    sys_s = dict.fromkeys(names, 0.0)
+    for r in range(repeats if names else 0):
+        first = r % len(names)
+        for name in names[first:] + names[:first]:
+            step, sync = steps[name]
+            if sync is not None:  # a GPU: wait for the queued work before starting the clock
+                sync()
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             step()
-            times.append(time.perf_counter() - start)
-    else:  # a GPU: wait for the queued work before starting the clock and before stopping it
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            step()
-            sync()
-            times.append(time.perf_counter() - start)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    steps = max(repeats, 1)
-    return _Timing(
-        ms=1e3 * statistics.median(times),
-        faults=(after.ru_minflt - before.ru_minflt) / steps,
-        sys_ms=1e3 * (after.ru_stime - before.ru_stime) / steps,
-    )
+            if sync is not None:  # ... and before stopping it
+                sync()
+            times[name].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            faults[name] += after.ru_minflt - before.ru_minflt
+            sys_s[name] += after.ru_stime - before.ru_stime
+    steps_ = max(repeats, 1)
+    return {
+        k: _Timing(
+            ms=1e3 * statistics.median(times[k]),
+            faults=faults[k] / steps_,
+            sys_ms=1e3 * sys_s[k] / steps_,
+        )
+        for k in names
+    }
 
 
 def require_backend(backend: str) -> None:
@@ -241,47 +260,68 @@ def _torch_cuda_sync() -> None:
     torch.cuda.synchronize()
 
 
-def _refoptim_cupy(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[_Timing, float]:
+@dataclass
+class _Prepared:
+    """One implementation set up and past its untimed steps: its ``step``, ``sync``
+    (``None`` on the CPU), and ``after``, called once its steps are timed, for the
+    figures other than time (refoptim's memory; ``None``: none)."""
+
+    step: Any
+    sync: Any = None
+    after: Any = None
+
+
+def _prepare_refoptim_cupy(name: str, params: list[np.ndarray], grads: list[np.ndarray], warmup: int) -> _Prepared:
     import cupy
 
     ps = [refoptim.Parameter(cupy.asarray(p)) for p in params]
     for p, g in zip(ps, grads):
         p.grad = cupy.asarray(g)
     opt = getattr(refoptim, name)(ps, **OPTIMIZERS[name])
-    timing = _timed(opt.step, repeats, _cupy_sync)
-    pool = cupy.get_default_memory_pool()
-    opt.step()
-    _cupy_sync()
-    before = pool.used_bytes()
-    peak = [before]
+    for _ in range(warmup):
+        opt.step()
 
-    def tracking_malloc(size: int) -> Any:
-        memory = pool.malloc(size)
-        peak[0] = max(peak[0], pool.used_bytes())
-        return memory
-
-    cupy.cuda.set_allocator(tracking_malloc)
-    try:
+    def after() -> dict[str, Any]:
+        pool = cupy.get_default_memory_pool()
         opt.step()
         _cupy_sync()
-    finally:
-        cupy.cuda.set_allocator(pool.malloc)
-    nbytes = sum(p.nbytes for p in params)
-    return timing, (peak[0] - before) / nbytes
+        before = pool.used_bytes()
+        peak = [before]
+
+        def tracking_malloc(size: int) -> Any:
+            memory = pool.malloc(size)
+            peak[0] = max(peak[0], pool.used_bytes())
+            return memory
+
+        cupy.cuda.set_allocator(tracking_malloc)
+        try:
+            opt.step()
+            _cupy_sync()
+        finally:
+            cupy.cuda.set_allocator(pool.malloc)
+        nbytes = sum(p.nbytes for p in params)
+        return {"memory": (peak[0] - before) / nbytes}
+
+    return _Prepared(opt.step, _cupy_sync, after)
 
 
-def _refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int) -> tuple[_Timing, float]:
+def _prepare_refoptim(name: str, params: list[np.ndarray], grads: list[np.ndarray], warmup: int) -> _Prepared:
     ps = [refoptim.Parameter(p.copy()) for p in params]
     for p, g in zip(ps, grads):
         p.grad = g
     opt = getattr(refoptim, name)(ps, **OPTIMIZERS[name])
     _scratch.release_all()  # this optimizer's scratch buffers only, made in its first step
-    timing = _timed(opt.step, repeats)
-    peak = traced_peak(opt.step)
-    nbytes = sum(p.nbytes for p in params)
-    # The scratch buffers were made before tracing began and are kept between steps: they
-    # are extra memory all the same.
-    return timing, (peak + _scratch.retained_bytes()) / nbytes
+    for _ in range(warmup):
+        opt.step()
+
+    def after() -> dict[str, Any]:
+        peak = traced_peak(opt.step)
+        nbytes = sum(p.nbytes for p in params)
+        # The scratch buffers were made before tracing began and are kept between steps:
+        # they are extra memory all the same.
+        return {"memory": (peak + _scratch.retained_bytes()) / nbytes}
+
+    return _Prepared(opt.step, None, after)
 
 
 def traced_peak(step: Any) -> int:
@@ -301,9 +341,12 @@ def traced_peak(step: Any) -> int:
     return peak - before
 
 
-def _torch(
-    name: str, variant: str, params: list[np.ndarray], grads: list[np.ndarray], repeats: int, device: str = "cpu"
-) -> _Timing | None:
+def _prepare_torch(
+    name: str, variant: str, params: list[np.ndarray], grads: list[np.ndarray], warmup: int, device: str = "cpu"
+) -> _Prepared | None:
+    """torch's optimizer ``variant`` (``"foreach=True"``, ...), or ``None`` where torch has
+    no fused kernel for it on ``device``. Its steps are to be taken under
+    ``torch.no_grad()`` (:func:`_no_grad`), as a training loop takes them."""
     import torch
 
     key, _, value = variant.partition("=")
@@ -323,15 +366,59 @@ def _torch(
     try:
         opt = getattr(torch.optim, name)(ts, **options)
         with torch.no_grad():
-            return _timed(opt.step, repeats, sync)
+            for _ in range(warmup):
+                opt.step()
     except (RuntimeError, TypeError, ValueError) as exc:
         if key == "fused":
             return None  # torch has no fused kernel for this optimizer on this device
         raise RuntimeError(f"torch {name}({variant}) failed: {exc}") from exc
+    return _Prepared(opt.step, sync)
+
+
+def _no_grad(sides: Any) -> Any:
+    """``torch.no_grad()`` where torch is among ``sides`` (names), else a null context."""
+    if all(side == "refoptim" for side in sides):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.no_grad()
+
+
+def _prepare(name: str, side: str, params: list[np.ndarray], grads: list[np.ndarray], backend: str, warmup: int = 2) -> _Prepared | None:
+    """Set up one implementation (``side``: ``"refoptim"`` or a torch variant) and take
+    its ``warmup`` untimed steps: the first creates the state, the second is the first of
+    the steady state (with REFOPTIM_NUMBA=1, SGD's rule is fused, and compiled, from its
+    second step: its first copies the gradient into the momentum buffer)."""
+    if side == "refoptim":
+        if backend == "numpy":
+            return _prepare_refoptim(name, params, grads, warmup)
+        return _prepare_refoptim_cupy(name, params, grads, warmup)
+    return _prepare_torch(name, side, params, grads, warmup, "cpu" if backend == "numpy" else "cuda")
 
 
 def _env_seen() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_SEEN)}
+
+
+def _sides(
+    name: str, sides: tuple[str, ...], params: list[np.ndarray], grads: list[np.ndarray], repeats: int, backend: str
+) -> dict[str, dict[str, Any]]:
+    """Measure implementations here (``sides``: ``"refoptim"`` and torch variants), all
+    set up first, then timed taking turns (:func:`_timed_together`): per side a JSON-ready
+    dict of its figures (``ms`` ``None`` where torch has no such path)."""
+    prepared = {side: _prepare(name, side, params, grads, backend) for side in sides}
+    ready = {side: p for side, p in prepared.items() if p is not None}
+    with _no_grad(ready):
+        timings = _timed_together({side: (p.step, p.sync) for side, p in ready.items()}, repeats)
+    seen = _env_seen()
+    results: dict[str, dict[str, Any]] = {}
+    for side, p in prepared.items():
+        if p is None:
+            results[side] = {"ms": None, "faults": None, "sys_ms": None, "env_seen": seen}
+            continue
+        extra = p.after() if p.after is not None else {}
+        results[side] = {**asdict(timings[side]), **extra, "env_seen": seen}
+    return results
 
 
 def _side(
@@ -339,16 +426,7 @@ def _side(
 ) -> dict[str, Any]:
     """Measure one implementation (``side``: ``"refoptim"`` or a torch variant) here: a
     JSON-ready dict of its figures (``ms`` ``None`` where torch has no such path)."""
-    if side == "refoptim":
-        if backend == "numpy":
-            timing, memory = _refoptim(name, params, grads, repeats)
-        else:
-            timing, memory = _refoptim_cupy(name, params, grads, repeats)
-        return {**asdict(timing), "memory": memory, "env_seen": _env_seen()}
-    result = _torch(name, side, params, grads, repeats, "cpu" if backend == "numpy" else "cuda")
-    if result is None:
-        return {"ms": None, "faults": None, "sys_ms": None, "env_seen": _env_seen()}
-    return {**asdict(result), "env_seen": _env_seen()}
+    return _sides(name, (side,), params, grads, repeats, backend)[side]
 
 
 _CHILD_MARK = "refoptim-bench-result: "
@@ -421,7 +499,8 @@ def measure(
     """Benchmark one optimizer on one workload (see :data:`WORKLOADS`): refoptim on
     ``backend`` (``"numpy"``, or ``"cupy"`` against torch on CUDA; see :data:`BACKENDS`).
 
-    ``process="shared"`` measures every implementation in this process;
+    ``process="shared"`` measures every implementation in this process, timed taking
+    turns (:func:`_timed_together`);
     ``process="fresh"`` each in a fresh subprocess of its own, whose environment is this
     one's plus ``env`` (an allocator setting such as ``{"MALLOC_ARENA_MAX": "1"}``; only
     with ``"fresh"``, since glibc reads them at start-up)."""
@@ -435,18 +514,13 @@ def measure(
         raise ValueError("env= only applies to process='fresh' (the allocator reads it at start-up)")
     require_backend(backend)
     count, size = WORKLOADS[workload]
-    if process == "shared":
+    sides = ("refoptim", *torch_variants)
+    if process == "shared":  # all set up here, timed taking turns
         params, grads = _data(workload)
-
-        def one(side: str) -> dict[str, Any]:
-            return _side(name, side, params, grads, repeats, backend)
-
+        results = _sides(name, sides, params, grads, repeats, backend)
     else:
-
-        def one(side: str) -> dict[str, Any]:
-            return _fresh(name, side, workload, repeats, backend, env)
-
-    ours = one("refoptim")
+        results = {side: _fresh(name, side, workload, repeats, backend, env) for side in sides}
+    ours = results["refoptim"]
     row = Row(
         name,
         workload,
@@ -462,7 +536,7 @@ def measure(
         env_seen=ours["env_seen"],
     )
     for variant in torch_variants:
-        theirs = one(variant)
+        theirs = results[variant]
         row.torch_ms[variant] = theirs["ms"]
         row.torch_faults[variant] = theirs["faults"]
         row.torch_sys_ms[variant] = theirs["sys_ms"]
