@@ -113,12 +113,15 @@ def test_cli_all_selects_the_eleven(monkeypatch):
     monkeypatch.setattr(bench, "run", fake_run)
     assert main(["bench", "--all", "--repeats", "1"]) == 0
     assert tuple(seen["optimizers"]) == registry.names(elementwise=True)
-    assert seen["options"] == {"process": "both"}
-    assert main(["bench", "--process", "shared", "--malloc-env", "--optimizer", "SGD"]) == 0
-    assert seen["optimizers"] == ["SGD"] and seen["options"] == {"malloc_env": []}
+    assert seen["options"] == {"process": "both", "rounds": 3}
+    assert main(["bench", "--process", "shared", "--malloc-env", "--optimizer", "SGD", "--rounds", "1"]) == 0
+    assert seen["optimizers"] == ["SGD"] and seen["options"] == {"malloc_env": [], "rounds": 1}
     assert main(["bench", "--process", "fresh", "--malloc-env", "MALLOC_ARENA_MAX=2", "--malloc-env", "A=B=C"]) == 0
     assert seen["optimizers"] is None  # the registry's bench_default ones
-    assert seen["options"] == {"process": "fresh", "malloc_env": [("MALLOC_ARENA_MAX", "2"), ("A", "B=C")]}
+    assert seen["options"] == {"process": "fresh", "malloc_env": [("MALLOC_ARENA_MAX", "2"), ("A", "B=C")], "rounds": 3}
+    assert main(["bench", "--process", "shared", "--optimizer", "SGD"]) == 0
+    assert seen["options"] == {}  # nothing in fresh processes: no rounds
+    assert main(["bench", "--rounds", "0"]) == 2
     assert main(["bench", "--malloc-env", "NOEQUALS"]) == 2
     assert main(["bench", "--all", "--optimizer", "SGD"]) == 2
 
@@ -134,6 +137,26 @@ def test_fresh_process_returns_the_same_structure(tiny):
         _figures_are_sensible(row)
     # the same seeded data and options: the same state, so the same extra memory
     assert fresh.peak_extra_memory == pytest.approx(shared.peak_extra_memory, rel=0.05)
+
+
+def test_fresh_rounds_take_turns_and_report_the_median_process(tiny, monkeypatch):
+    """``rounds`` fresh processes per implementation, launched in turns; each
+    implementation's figures come from its process with the median time."""
+    launched = []
+    times = iter([5.0, 9.0, 7.0, 1.0, 3.0, 2.0])  # refoptim, torch, torch, refoptim, refoptim, torch
+
+    def fake_fresh(name, side, workload, repeats, backend, env, seed=0):
+        launched.append(side)
+        ms = next(times)
+        return {"ms": ms, "faults": ms * 10, "sys_ms": 0.0, "memory": ms / 100, "env_seen": {}}
+
+    monkeypatch.setattr(bench, "_fresh", fake_fresh)
+    row = bench.measure("SGD", tiny, repeats=1, torch_variants=("foreach=True",), process="fresh", rounds=3)
+    assert launched == ["refoptim", "foreach=True", "foreach=True", "refoptim", "refoptim", "foreach=True"]
+    assert (row.refoptim_ms, row.refoptim_faults, row.peak_extra_memory) == (3.0, 30.0, 0.03)
+    assert (row.torch_ms["foreach=True"], row.torch_faults["foreach=True"]) == (7.0, 70.0)
+    with pytest.raises(ValueError, match="rounds"):
+        bench.measure("SGD", tiny, repeats=1, process="fresh", rounds=0)
 
 
 def test_malloc_env_reaches_the_fresh_process(tiny, monkeypatch):

@@ -384,6 +384,11 @@ def _bench(args: argparse.Namespace) -> int:
         options["process"] = process
     if malloc_env is not None:
         options["malloc_env"] = malloc_env
+    if args.rounds < 1:
+        print(f"--rounds must be at least 1, not {args.rounds}", file=sys.stderr)
+        return 2
+    if process != "shared" or malloc_env is not None:  # something is measured in fresh processes
+        options["rounds"] = args.rounds
     if args.backend != "numpy":
         try:
             bench.require_backend(args.backend)
@@ -685,6 +690,14 @@ def main(argv: list[str] | None = None) -> int:
         help="shared: every implementation measured in this process; fresh: each (implementation, optimizer, workload) "
         "in a fresh python subprocess with this environment; both: a row for each (default: both on the CPU, "
         "shared with --backend cupy)",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="fresh processes per implementation and measurement, launched in turns, the one with the median time "
+        "reported (default 3: a machine that slows down for a while then cannot decide a fresh-process ratio alone)",
     )
     bench.add_argument(
         "--malloc-env",

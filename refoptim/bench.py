@@ -495,6 +495,7 @@ def measure(
     backend: str = "numpy",
     process: str = "shared",
     env: dict[str, str] | None = None,
+    rounds: int = 1,
 ) -> Row:
     """Benchmark one optimizer on one workload (see :data:`WORKLOADS`): refoptim on
     ``backend`` (``"numpy"``, or ``"cupy"`` against torch on CUDA; see :data:`BACKENDS`).
@@ -503,7 +504,10 @@ def measure(
     turns (:func:`_timed_together`);
     ``process="fresh"`` each in a fresh subprocess of its own, whose environment is this
     one's plus ``env`` (an allocator setting such as ``{"MALLOC_ARENA_MAX": "1"}``; only
-    with ``"fresh"``, since glibc reads them at start-up)."""
+    with ``"fresh"``, since glibc reads them at start-up). With ``"fresh"``, ``rounds``
+    fresh processes per implementation, launched in turns (each round one process of each,
+    the first moving on); each implementation's figures are those of its process with the
+    median time (of an even number, the lower middle one)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     if workload not in WORKLOADS:
@@ -512,14 +516,21 @@ def measure(
         raise ValueError(f"unknown process={process!r}; known: shared, fresh")
     if env and process != "fresh":
         raise ValueError("env= only applies to process='fresh' (the allocator reads it at start-up)")
+    if type(rounds) is not int or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
     require_backend(backend)
     count, size = WORKLOADS[workload]
     sides = ("refoptim", *torch_variants)
     if process == "shared":  # all set up here, timed taking turns
         params, grads = _data(workload)
         results = _sides(name, sides, params, grads, repeats, backend)
-    else:
-        results = {side: _fresh(name, side, workload, repeats, backend, env) for side in sides}
+    else:  # in fresh processes taking turns, round by round
+        runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+        for r in range(rounds):
+            first = r % len(sides)
+            for side in sides[first:] + sides[:first]:
+                runs[side].append(_fresh(name, side, workload, repeats, backend, env))
+        results = {side: _median_run(found) for side, found in runs.items()}
     ours = results["refoptim"]
     row = Row(
         name,
@@ -541,6 +552,13 @@ def measure(
         row.torch_faults[variant] = theirs["faults"]
         row.torch_sys_ms[variant] = theirs["sys_ms"]
     return row
+
+
+def _median_run(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one implementation's fresh-process results, the one with the median time (the
+    lower middle one of an even number; any, where torch has no such path)."""
+    timed = sorted((r for r in found if r["ms"] is not None), key=lambda r: r["ms"])
+    return timed[(len(timed) - 1) // 2] if timed else found[0]
 
 
 def _size(n: int) -> str:
@@ -597,6 +615,7 @@ def run(
     backend: str = "numpy",
     process: str = "shared",
     malloc_env: Any = None,
+    rounds: int = 1,
 ) -> list[Row]:
     """Benchmark every (optimizer, workload) pair, printing a table row as each finishes;
     ``backend="cupy"`` runs refoptim on CuPy against torch on CUDA.
@@ -605,7 +624,9 @@ def run(
     in a fresh subprocess) or ``"both"`` (one row for each). ``malloc_env``: also measure
     in fresh subprocesses once per allocator setting, each set on its own (a sequence of
     ``(name, value)`` pairs or a dict; empty: :data:`MALLOC_SETTINGS`), after the
-    fresh-subprocess measurement without it, and print :func:`malloc_changes`."""
+    fresh-subprocess measurement without it, and print :func:`malloc_changes`.
+    ``rounds``: fresh processes per implementation in each fresh measurement, taking
+    turns, the median one reported (see :func:`measure`)."""
     import torch
 
     require_backend(backend)
@@ -613,9 +634,10 @@ def run(
     out = out or sys.stdout
     optimizers = list(optimizers or DEFAULT_OPTIMIZERS)
     workloads = list(workloads or ["a", "b", "c"])
-    modes = " and ".join(
-        dict.fromkeys("in one process" if p == "shared" else "each implementation in a fresh process" for p, _ in configs)
+    fresh = "each implementation in a fresh process" + (
+        f" ({rounds} rounds taking turns, the median process)" if rounds > 1 else ""
     )
+    modes = " and ".join(dict.fromkeys("in one process, taking turns" if p == "shared" else fresh for p, _ in configs))
     inherited = ", ".join(f"{k}={v}" for k, v in _env_seen().items()) or "none"
     if backend == "numpy":
         print(
@@ -652,7 +674,9 @@ def run(
     for name in optimizers:
         for workload in workloads:
             for where, env in configs:
-                row = measure(name, workload, repeats, backend=backend, process=where, env=env)
+                row = measure(
+                    name, workload, repeats, backend=backend, process=where, env=env, rounds=rounds if where == "fresh" else 1
+                )
                 rows.append(row)
                 cells = []
                 for v in _TORCH_VARIANTS:
