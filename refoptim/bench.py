@@ -6,9 +6,10 @@ torch 2.13 on the CPU with ``foreach=False`` (torch's single-tensor path, the on
 reproduces), ``foreach=True`` (the multi-tensor path) and ``fused=True`` where torch has a
 fused CPU kernel. Every implementation gets the same initial parameters and the same fixed
 gradients; the first two steps are not timed (the first creates the state); the figure is
-the median of the timed steps. Memory is the peak of what one of refoptim's steps allocates on top of
-what existed before it (``tracemalloc``, which NumPy reports its buffers to), as a multiple
-of the parameters' bytes; torch's CPU allocations are not visible to it and are not shown.
+the median of the timed steps. Memory is the peak of what one of refoptim's steps
+allocates on top of what existed before it (``tracemalloc``, which NumPy reports its
+buffers to), as a multiple of the parameters' bytes; torch's CPU allocations are not
+visible to it and are not shown.
 
 Alongside the median time, each implementation reports what its timed steps cost the
 process as a whole (``resource.getrusage``, every thread included): **minor page faults per
@@ -191,6 +192,12 @@ def _timed(step: Any, repeats: int, sync: Any = None, warmup: int = 2) -> _Timin
     return _timed_together({"": (step, sync)}, repeats)[""]
 
 
+def _in_turn(names: Any, r: int) -> list[Any]:
+    """``names`` in round ``r``'s order: the first of the round moves on by one each time."""
+    first = r % len(names)
+    return [*names[first:], *names[:first]]
+
+
 def _timed_together(steps: dict[str, tuple[Any, Any]], repeats: int) -> dict[str, _Timing]:
     """Time ``repeats`` steps of each implementation (``name -> (step, sync)``; ``sync``
     ``None`` on the CPU, else called before the clock starts and before it stops), taking
@@ -204,8 +211,7 @@ def _timed_together(steps: dict[str, tuple[Any, Any]], repeats: int) -> dict[str
     faults = dict.fromkeys(names, 0)
     sys_s = dict.fromkeys(names, 0.0)
     for r in range(repeats if names else 0):
-        first = r % len(names)
-        for name in names[first:] + names[:first]:
+        for name in _in_turn(names, r):
             step, sync = steps[name]
             if sync is not None:  # a GPU: wait for the queued work before starting the clock
                 sync()
@@ -218,13 +224,9 @@ def _timed_together(steps: dict[str, tuple[Any, Any]], repeats: int) -> dict[str
             after = resource.getrusage(resource.RUSAGE_SELF)
             faults[name] += after.ru_minflt - before.ru_minflt
             sys_s[name] += after.ru_stime - before.ru_stime
-    steps_ = max(repeats, 1)
+    count = max(repeats, 1)
     return {
-        k: _Timing(
-            ms=1e3 * statistics.median(times[k]),
-            faults=faults[k] / steps_,
-            sys_ms=1e3 * sys_s[k] / steps_,
-        )
+        k: _Timing(ms=1e3 * statistics.median(times[k]), faults=faults[k] / count, sys_ms=1e3 * sys_s[k] / count)
         for k in names
     }
 
@@ -384,7 +386,9 @@ def _no_grad(sides: Any) -> Any:
     return torch.no_grad()
 
 
-def _prepare(name: str, side: str, params: list[np.ndarray], grads: list[np.ndarray], backend: str, warmup: int = 2) -> _Prepared | None:
+def _prepare(
+    name: str, side: str, params: list[np.ndarray], grads: list[np.ndarray], backend: str, warmup: int = 2
+) -> _Prepared | None:
     """Set up one implementation (``side``: ``"refoptim"`` or a torch variant) and take
     its ``warmup`` untimed steps: the first creates the state, the second is the first of
     the steady state (with REFOPTIM_NUMBA=1, SGD's rule is fused, and compiled, from its
@@ -527,8 +531,7 @@ def measure(
     else:  # in fresh processes taking turns, round by round
         runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
         for r in range(rounds):
-            first = r % len(sides)
-            for side in sides[first:] + sides[:first]:
+            for side in _in_turn(sides, r):
                 runs[side].append(_fresh(name, side, workload, repeats, backend, env))
         results = {side: _median_run(found) for side, found in runs.items()}
     ours = results["refoptim"]
@@ -674,9 +677,7 @@ def run(
     for name in optimizers:
         for workload in workloads:
             for where, env in configs:
-                row = measure(
-                    name, workload, repeats, backend=backend, process=where, env=env, rounds=rounds if where == "fresh" else 1
-                )
+                row = measure(name, workload, repeats, backend=backend, process=where, env=env, rounds=rounds)
                 rows.append(row)
                 cells = []
                 for v in _TORCH_VARIANTS:
